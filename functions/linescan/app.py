@@ -1,0 +1,17 @@
+"""linescan: PUT/GET /v1/line-scans/{scanId}/tiles/{tileId}, GET /v1/line-scans/{scanId}.
+DB-first tile uploads (seed adr-line-scan-tile-upload)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from slipway import logs
+from slipway.api import linescan
+from slipway.api.http import resolver
+
+logger = logs.setup("linescan")
+app = resolver(linescan.routes())
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

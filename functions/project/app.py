@@ -1,0 +1,22 @@
+"""project: GET /v1/events (long-poll over the log) and, on a schedule, the invariant
+check: replay the log and report every projection row it does not explain."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from slipway import logs, verification
+from slipway.api import events
+from slipway.api.http import resolver
+
+logger = logs.setup("project")
+app = resolver(events.routes())
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "requestContext" in event:
+        return app.resolve(event, context)
+    report = verification.run()
+    if not report.ok:
+        logger.error("projection invariant violated", extra={"report": report.summary()})
+    return {"ok": report.ok, **report.summary()}

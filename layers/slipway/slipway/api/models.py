@@ -1,0 +1,213 @@
+"""Request bodies (validated; strict types so `"size": "12"` is a 400) and the response
+shapes, which document the contract in the OpenAPI spec. Field names are the contract's
+camelCase."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+
+# requests ------------------------------------------------------------------------------
+
+
+class CreateUpload(BaseModel):
+    kind: Literal["slide", "telemetry"]
+    filename: StrictStr
+    size: StrictInt
+    contentType: StrictStr = "application/octet-stream"
+    sha256: StrictStr | None = Field(None, description="hex SHA-256 of the whole file")
+    checksumParts: StrictBool = Field(
+        False, description="multipart only: sign each part's SHA-256 (give them to /parts)"
+    )
+
+
+class PartWanted(BaseModel):
+    partNumber: StrictInt
+    sha256: StrictStr | None = Field(None, description="hex SHA-256 of this part")
+
+
+class SignParts(BaseModel):
+    partNumbers: list[StrictInt] = Field(default_factory=list, max_length=1000)
+    parts: list[PartWanted] = Field(default_factory=list, max_length=1000)
+
+
+class CompletedPart(BaseModel):
+    partNumber: StrictInt
+    etag: StrictStr
+
+
+class Complete(BaseModel):
+    parts: list[CompletedPart] | None = None
+
+
+# responses -----------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class SignedPart(BaseModel):
+    partNumber: int
+    url: str
+    headers: dict[str, str] = {}
+
+
+class HeldPart(BaseModel):
+    partNumber: int
+    etag: str
+    size: int
+
+
+class UploadCreated(BaseModel):
+    uploadId: str
+    state: Literal["pending"]
+    expiresAt: str
+    method: Literal["PUT", "MULTIPART"]
+    url: str | None = None
+    headers: dict[str, str] | None = None
+    partSize: int | None = None
+    partCount: int | None = None
+    checksumParts: bool | None = None
+    resumableUntil: str | None = None
+    parts: list[SignedPart] | None = None
+
+
+class PartsSigned(BaseModel):
+    uploadId: str
+    partSize: int
+    partCount: int
+    expiresAt: str
+    parts: list[SignedPart]
+    uploaded: list[HeldPart]
+
+
+class JobRef(BaseModel):
+    jobId: str
+    type: str
+    status: str
+
+
+class UploadView(BaseModel):
+    uploadId: str
+    kind: str
+    filename: str
+    contentType: str
+    size: int
+    state: Literal["pending", "ready", "failed"]
+    method: str
+    sha256: str | None
+    blake3: str | None
+    deduplicated: bool
+    error: ErrorDetail | None
+    jobs: list[JobRef]
+    createdAt: str
+    updatedAt: str
+
+
+class JobView(BaseModel):
+    jobId: str
+    uploadId: str | None
+    type: str
+    status: Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+    attemptCount: int
+    maxAttempts: int
+    error: ErrorDetail | None
+    createdAt: str
+    updatedAt: str
+    startedAt: str | None
+    finishedAt: str | None
+
+
+class SlideView(BaseModel):
+    uploadId: str
+    status: Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
+    width: int | None
+    height: int | None
+    tileSize: int | None
+    overlap: int | None
+    format: str | None
+    levels: int | None
+    tileCount: int | None
+    dziUrl: str | None
+    viewerUrl: str | None
+    error: ErrorDetail | None
+
+
+class Finalised(BaseModel):
+    sessionId: str
+    pollUrl: str
+
+
+class Stream(BaseModel):
+    name: str
+    rows: int
+    parquetUrl: str
+
+
+class SessionView(BaseModel):
+    sessionId: str
+    status: Literal["processing", "ready", "failed"]
+    startTimeUtc: str
+    endTimeUtc: str
+    streams: list[Stream]
+    failure: ErrorDetail | None = None
+
+
+class SessionPage(BaseModel):
+    sessions: list[SessionView]
+    next: str | None
+
+
+class LineScanTile(BaseModel):
+    tileId: str
+    state: Literal["pending", "ready", "failed"]
+    attempts: int
+    lastError: str | None = None
+    sha256: str | None = None
+
+
+class LineScan(BaseModel):
+    scanId: str
+    counts: dict[str, int]
+    tiles: list[LineScanTile]
+
+
+class EventOut(BaseModel):
+    sequence: int
+    createdAt: str
+    eventType: str
+    subjectKind: str
+    subjectId: str | None
+    actor: str
+    payload: dict[str, Any]
+    payloadDigest: str
+
+
+class EventPage(BaseModel):
+    events: list[EventOut]
+    next: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str
+    storage: str
+
+
+def documented(
+    model: type[BaseModel], status: int = 200, description: str = "OK", *errors: int
+) -> dict[int, dict[str, Any]]:
+    """The `responses=` of a route: its success shape and the error statuses it uses."""
+    out: dict[int, dict[str, Any]] = {
+        status: {"description": description, "content": {"application/json": {"model": model}}}
+    }
+    for code in errors:
+        out[code] = {"description": "error", "content": {"application/json": {"model": ErrorBody}}}
+    return out

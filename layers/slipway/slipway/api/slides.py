@@ -1,0 +1,95 @@
+"""Routes: /v1/slides — status, the Deep Zoom pyramid, and the viewer page."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import Annotated
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from slipway import errors, slides
+from slipway.api.http import base_url, json_response, principal
+from slipway.api.models import SlideView, documented
+
+UploadId = Annotated[UUID, Path(alias="uploadId")]
+Token = Annotated[str, Path(alias="token", max_length=100)]
+_TILE = re.compile(r"^\d{1,7}_\d{1,7}\.(jpeg|jpg|png|webp)$")
+
+
+_STATIC_TYPES = {".js": "text/javascript", ".png": "image/png", ".map": "application/json"}
+
+
+def _asset(folder: str, name: str) -> Response[bytes]:
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    if suffix not in _STATIC_TYPES or "/" in name or name.startswith("."):
+        raise errors.not_found("asset")
+    path = resources.files("slipway").joinpath("static", *folder.split("/"), name)
+    if not path.is_file():
+        raise errors.not_found("asset")
+    return Response(
+        200,
+        _STATIC_TYPES[suffix],
+        path.read_bytes(),
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
+def routes() -> APIGatewayHttpRouter:
+    router = APIGatewayHttpRouter()
+
+    @router.get(
+        "/v1/slides/<uploadId>", responses=documented(SlideView, 200, "the slide", 401, 404)
+    )
+    def get_slide(upload_id: UploadId) -> Response[str]:
+        return json_response(200, slides.view(upload_id, principal(router).owner, base_url(router)))
+
+    @router.get("/v1/slides/<uploadId>/dzi/<token>/slide.dzi")
+    def get_dzi(upload_id: UploadId, token: Token) -> Response[bytes]:
+        """The Deep Zoom descriptor (XML); the link itself carries the permission."""
+        return Response(
+            200,
+            "application/xml",
+            slides.dzi_descriptor(upload_id, token),
+            headers={"Cache-Control": "private, max-age=300"},
+        )
+
+    @router.get("/v1/slides/<uploadId>/dzi/<token>/slide_files/<level>/<tile>")
+    def get_tile(
+        upload_id: UploadId,
+        token: Token,
+        level: Annotated[int, Path(ge=0, le=64)],
+        tile: Annotated[str, Path()],
+    ) -> Response[str]:
+        """One tile: a redirect to a short-lived URL of the object."""
+        if not _TILE.match(tile):
+            raise errors.not_found("tile")
+        url = slides.tile_url(upload_id, token, level, tile)
+        return Response(
+            302,
+            "text/plain",
+            "",
+            headers={"Location": url, "Cache-Control": "private, max-age=300"},
+        )
+
+    @router.get("/v1/slides/<uploadId>/viewer/<token>")
+    def get_viewer(upload_id: UploadId, token: Token) -> Response[str]:
+        """A zoomable view of the slide (OpenSeadragon)."""
+        slides.dzi_descriptor(upload_id, token)  # 404/403 before rendering a dead page
+        page = resources.files("slipway").joinpath("static", "viewer.html").read_text()
+        page = page.replace("{{DZI_URL}}", f"../dzi/{token}/slide.dzi")
+        page = page.replace("{{TITLE}}", f"Slide {upload_id}")
+        return Response(200, "text/html; charset=utf-8", page)
+
+    @router.get("/v1/static/openseadragon/<asset>")
+    def get_viewer_asset(asset: Annotated[str, Path(max_length=100)]) -> Response[bytes]:
+        return _asset("openseadragon", asset)
+
+    @router.get("/v1/static/openseadragon/images/<asset>")
+    def get_viewer_image(asset: Annotated[str, Path(max_length=100)]) -> Response[bytes]:
+        return _asset("openseadragon/images", asset)
+
+    return router

@@ -1,0 +1,87 @@
+"""Postgres access: one lazily opened connection pool per process, transactions, migrations.
+
+Connections are autocommit; every write goes through `transaction()`, so a block of work
+is one explicit transaction and reads outside it see the latest committed state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool
+
+from slipway.config import settings
+
+Connection = psycopg.Connection[DictRow]
+
+_lock = threading.Lock()
+_pool: ConnectionPool[Connection] | None = None
+
+
+def pool() -> ConnectionPool[Connection]:
+    global _pool
+    with _lock:
+        if _pool is None:
+            if not settings().database_url:
+                raise RuntimeError("DATABASE_URL is not set")
+            _pool = ConnectionPool(
+                settings().database_url,
+                connection_class=psycopg.Connection[DictRow],
+                kwargs={"autocommit": True, "row_factory": dict_row},
+                min_size=1,
+                max_size=max(settings().db_pool_max, 2),
+                check=ConnectionPool.check_connection,
+                name="slipway",
+                open=True,
+            )
+        return _pool
+
+
+def close_pool() -> None:
+    global _pool
+    with _lock:
+        if _pool is not None:
+            _pool.close()
+            _pool = None
+
+
+@contextmanager
+def connect() -> Iterator[Connection]:
+    with pool().connection() as conn:
+        yield conn
+
+
+@contextmanager
+def transaction() -> Iterator[Connection]:
+    with connect() as conn, conn.transaction():
+        yield conn
+
+
+def ping() -> None:
+    with connect() as conn:
+        conn.execute("SELECT 1")
+
+
+def migrate(conn: psycopg.Connection[Any], directory: Path) -> list[str]:
+    """Apply the `NNNN_name.sql` files not applied yet, in order; returns their names."""
+    applied: list[str] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('slipway.migrate'))")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r[0] for r in conn.cursor().execute("SELECT version FROM schema_migrations")}
+        for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+            if path.stem in done:
+                continue
+            conn.execute(path.read_text())  # type: ignore[call-overload]
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.stem,))
+            applied.append(path.stem)
+    return applied

@@ -1,0 +1,328 @@
+"""The job queue: one table, claimed with FOR UPDATE SKIP LOCKED, leases, retries.
+
+A job is committed in the same transaction as the change that causes it; `signal` then
+wakes a worker (an SQS message naming the job type). Signals are hints: a lost one is
+re-sent by the sweeper, a duplicate finds nothing to claim. docs/jobs.md has the rules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+import boto3
+
+from slipway import db, errors, queries
+from slipway.config import settings
+from slipway.errors import Code, SlipwayError
+from slipway.events import NewEvent, rfc3339
+from slipway.projections import record
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger(__name__)
+SQL = queries.load("jobs")
+DEFAULT_MAX_ATTEMPTS = 3
+BACKOFF_BASE_SECONDS = 5.0
+BACKOFF_CAP_SECONDS = 900.0  # also SQS's longest message delay
+
+
+@dataclass(frozen=True)
+class Job:
+    id: UUID
+    type: str
+    owner: str
+    upload_id: UUID | None
+    status: str
+    payload: dict[str, Any]
+    attempt_count: int
+    max_attempts: int
+    locked_by: str | None
+    lease_expires_at: datetime | None
+    last_error_code: str | None
+    last_error_message: str | None
+    next_retry_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+    def payload_uuid(self, key: str) -> UUID:
+        return UUID(str(self.payload[key]))
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        if self.status in ("FAILED", "QUEUED") and self.last_error_code:
+            return {"code": self.last_error_code, "message": self.last_error_message or ""}
+        return None
+
+    def to_api(self) -> dict[str, Any]:
+        def ts(value: datetime | None) -> str | None:
+            return rfc3339(value) if value else None
+
+        return {
+            "jobId": str(self.id),
+            "uploadId": str(self.upload_id) if self.upload_id else None,
+            "type": self.type,
+            "status": self.status,
+            "attemptCount": self.attempt_count,
+            "maxAttempts": self.max_attempts,
+            "error": self.error,
+            "createdAt": ts(self.created_at),
+            "updatedAt": ts(self.updated_at),
+            "startedAt": ts(self.started_at),
+            "finishedAt": ts(self.finished_at),
+            "nextRetryAt": ts(self.next_retry_at),
+        }
+
+
+def queued(
+    job_type: str,
+    owner: str,
+    upload_id: UUID | None,
+    payload: Mapping[str, Any],
+    *,
+    job_id: UUID | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> NewEvent:
+    """The event that enqueues a job; record it in the transaction of its cause."""
+    return NewEvent(
+        "v1.job.queued",
+        "job",
+        job_id or uuid4(),
+        {
+            "type": job_type,
+            "owner": owner,
+            "uploadId": str(upload_id) if upload_id else None,
+            "payload": dict(payload),
+            "maxAttempts": max_attempts,
+        },
+    )
+
+
+def get(job_id: UUID, owner: str | None = None) -> Job:
+    with db.connect() as conn:
+        row = conn.execute(SQL["get"], {"id": job_id}).fetchone()
+    if row is None or (owner is not None and row["owner"] != owner):
+        raise errors.not_found("job")
+    return Job.from_row(row)
+
+
+def for_upload(conn: db.Connection, upload_id: UUID) -> list[Job]:
+    return [Job.from_row(r) for r in conn.execute(SQL["for_upload"], {"upload_id": upload_id})]
+
+
+def _terminal_events(job: Job, code: str, message: str) -> list[NewEvent]:
+    """What else ends with the job when it fails or is cancelled for good."""
+    if job.type == "parse":
+        return [
+            NewEvent(
+                "v1.session.failed",
+                "session",
+                UUID(job.payload["sessionId"]),
+                {
+                    "runId": job.payload["runId"],
+                    "code": code,
+                    "message": message,
+                },
+            )
+        ]
+    return []
+
+
+def claim(types: Sequence[str], worker: str, lease_seconds: int | None = None) -> Job | None:
+    """Take the oldest due job of these types (or one whose lease expired), or None."""
+    lease = lease_seconds or settings().job_lease_seconds
+    while True:
+        with db.transaction() as conn:
+            row = conn.execute(SQL["claim"], {"types": list(types)}).fetchone()
+            if row is None:
+                return None
+            job = Job.from_row(row)
+            reclaimed = job.status == "RUNNING"
+            if reclaimed and job.attempt_count >= job.max_attempts:
+                message = f"worker {job.locked_by} stopped renewing its lease"
+                record(
+                    conn,
+                    f"worker:{worker}",
+                    NewEvent(
+                        "v1.job.failed",
+                        "job",
+                        job.id,
+                        {"code": Code.WORKER_LOST.value, "message": message},
+                    ),
+                    *_terminal_events(job, Code.WORKER_LOST.value, message),
+                )
+                continue
+            record(
+                conn,
+                f"worker:{worker}",
+                NewEvent(
+                    "v1.job.claimed",
+                    "job",
+                    job.id,
+                    {
+                        "worker": worker,
+                        "attempt": job.attempt_count + 1,
+                        "leaseSeconds": lease,
+                        "reclaimed": reclaimed,
+                    },
+                ),
+            )
+            claimed = conn.execute(SQL["get"], {"id": job.id}).fetchone()  # same transaction
+            assert claimed is not None
+            return Job.from_row(claimed)
+
+
+def _lock_own(conn: db.Connection, job: Job, worker: str) -> Job | None:
+    """The job, locked, if this worker still holds it; None if its lease was lost."""
+    row = conn.execute(SQL["lock"], {"id": job.id}).fetchone()
+    if row is None or row["status"] != "RUNNING" or row["locked_by"] != worker:
+        return None
+    if row["attempt_count"] != job.attempt_count:
+        return None
+    return Job.from_row(row)
+
+
+def heartbeat(job: Job, worker: str, lease_seconds: int | None = None) -> bool:
+    """Extend the lease; False if the job is no longer this worker's."""
+    with db.transaction() as conn:
+        if _lock_own(conn, job, worker) is None:
+            return False
+        record(
+            conn,
+            f"worker:{worker}",
+            NewEvent(
+                "v1.job.heartbeat",
+                "job",
+                job.id,
+                {
+                    "worker": worker,
+                    "leaseSeconds": lease_seconds or settings().job_lease_seconds,
+                },
+            ),
+        )
+        return True
+
+
+def succeed(job: Job, worker: str, results: Iterable[NewEvent] = ()) -> bool:
+    """Mark the job SUCCEEDED together with its results; False if the lease was lost."""
+    with db.transaction() as conn:
+        if _lock_own(conn, job, worker) is None:
+            return False
+        record(
+            conn,
+            f"worker:{worker}",
+            *results,
+            NewEvent("v1.job.succeeded", "job", job.id, {"worker": worker}),
+        )
+        return True
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with jitter: 5 s, 10 s, 20 s … (×0.5–1.0), capped at 15 min."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    return round(ceiling * random.uniform(0.5, 1.0), 3)
+
+
+def fail(job: Job, worker: str, error: SlipwayError) -> str | None:
+    """Record a failed attempt: retry later if the error is transient and attempts remain,
+    else FAILED for good. Returns the new status, or None if the lease was lost."""
+    with db.transaction() as conn:
+        current = _lock_own(conn, job, worker)
+        if current is None:
+            return None
+        actor = f"worker:{worker}"
+        if not error.permanent and current.attempt_count < current.max_attempts:
+            delay = backoff_seconds(current.attempt_count)
+            record(
+                conn,
+                actor,
+                NewEvent(
+                    "v1.job.retry_scheduled",
+                    "job",
+                    job.id,
+                    {
+                        "code": error.code.value,
+                        "message": error.message,
+                        "delaySeconds": delay,
+                    },
+                ),
+            )
+            status = "QUEUED"
+        else:
+            record(
+                conn,
+                actor,
+                NewEvent(
+                    "v1.job.failed",
+                    "job",
+                    job.id,
+                    {"code": error.code.value, "message": error.message},
+                ),
+                *_terminal_events(current, error.code.value, error.message),
+            )
+            status = "FAILED"
+    if status == "QUEUED":
+        signal([job.type], delay_seconds=int(delay) + 1)
+    return status
+
+
+def cancel(job_id: UUID, owner: str) -> Job:
+    with db.transaction() as conn:
+        row = conn.execute(SQL["lock"], {"id": job_id}).fetchone()
+        if row is None or row["owner"] != owner:
+            raise errors.not_found("job")
+        job = Job.from_row(row)
+        if job.status != "QUEUED":
+            raise errors.conflict(
+                Code.JOB_NOT_CANCELLABLE,
+                f"only a QUEUED job can be cancelled; this one is {job.status}",
+            )
+        message = f"cancelled by {owner}"
+        record(
+            conn,
+            f"user:{owner}",
+            NewEvent("v1.job.cancelled", "job", job.id, {"by": owner}),
+            *_terminal_events(job, "CANCELLED", message),
+        )
+    return get(job_id)
+
+
+def due_types() -> list[str]:
+    with db.connect() as conn:
+        return [r["type"] for r in conn.execute(SQL["due_types"])]
+
+
+@cache
+def _sqs() -> SQSClient:
+    return boto3.client("sqs")
+
+
+def signal(job_types: Iterable[str], delay_seconds: int = 0) -> None:
+    """Wake a worker for each type. Best effort by design: the jobs are already committed,
+    and the sweeper re-signals due jobs, so a failed send is logged, not raised."""
+    for job_type in set(job_types):
+        url = settings().job_queue_urls.get(job_type)
+        if not url:
+            continue
+        try:
+            _sqs().send_message(
+                QueueUrl=url,
+                MessageBody=json.dumps({"jobType": job_type}),
+                DelaySeconds=min(max(delay_seconds, 0), int(BACKOFF_CAP_SECONDS)),
+            )
+        except Exception:
+            log.warning("could not signal %s workers; the sweeper will", job_type, exc_info=True)

@@ -1,0 +1,102 @@
+"""Where projectors read and write rows: live in Postgres, or in memory during replay.
+
+Both stores hold whole rows as dicts keyed by column name; a projector reads a row with
+`get`, builds the new version and writes it back whole with `put`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+from typing import Any, Protocol
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from slipway.db import Connection
+
+Row = dict[str, Any]
+
+# Every projection table and its primary key, in the order replay loads them.
+TABLES: dict[str, tuple[str, ...]] = {
+    "uploads": ("id",),
+    "blobs": ("sha256",),
+    "jobs": ("id",),
+    "slides": ("upload_id",),
+    "telemetry_sessions": ("id",),
+    "telemetry_runs": ("id",),
+    "telemetry_streams": ("session_id", "name"),
+    "line_scans": ("id",),
+    "line_scan_tiles": ("scan_id", "tile_id"),
+}
+
+
+class Store(Protocol):
+    def get(self, table: str, *key: Any) -> Row | None: ...
+
+    def put(self, table: str, row: Row) -> None: ...
+
+
+def key_of(table: str, row: Row) -> tuple[Any, ...]:
+    return tuple(row[column] for column in TABLES[table])
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in TABLES}
+
+    def get(self, table: str, *key: Any) -> Row | None:
+        return self.tables[table].get(key)
+
+    def put(self, table: str, row: Row) -> None:
+        self.tables[table][key_of(table, row)] = row
+
+    def rows(self, table: str) -> Iterator[Row]:
+        return iter(self.tables[table].values())
+
+
+def adapt(value: Any) -> Any:
+    return Jsonb(value) if isinstance(value, dict | list) else value
+
+
+@cache
+def _select(table: str) -> sql.Composed:
+    where = sql.SQL(" AND ").join(
+        sql.SQL("{} = %s").format(sql.Identifier(col)) for col in TABLES[table]
+    )
+    return sql.SQL("SELECT * FROM {} WHERE {}").format(sql.Identifier(table), where)
+
+
+@cache
+def _upsert(table: str, columns: tuple[str, ...]) -> sql.Composed:
+    keys = TABLES[table]
+    updates = [c for c in columns if c not in keys]
+    return sql.SQL(
+        "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({keys}) DO {action}"
+    ).format(
+        t=sql.Identifier(table),
+        cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        vals=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        keys=sql.SQL(", ").join(map(sql.Identifier, keys)),
+        action=sql.SQL("UPDATE SET {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updates
+            )
+        )
+        if updates
+        else sql.SQL("NOTHING"),
+    )
+
+
+class DbStore:
+    """The live projection tables, inside the caller's transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def get(self, table: str, *key: Any) -> Row | None:
+        return self.conn.execute(_select(table), key).fetchone()
+
+    def put(self, table: str, row: Row) -> None:
+        columns = tuple(row)
+        self.conn.execute(_upsert(table, columns), [adapt(row[c]) for c in columns])

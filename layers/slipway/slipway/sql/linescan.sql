@@ -1,0 +1,14 @@
+-- name: lock_scan
+SELECT * FROM line_scans WHERE id = %(id)s FOR UPDATE;
+
+-- name: get_scan
+SELECT * FROM line_scans WHERE id = %(id)s;
+
+-- name: lock_tile
+SELECT * FROM line_scan_tiles WHERE scan_id = %(scan_id)s AND tile_id = %(tile_id)s FOR UPDATE;
+
+-- name: get_tile
+SELECT * FROM line_scan_tiles WHERE scan_id = %(scan_id)s AND tile_id = %(tile_id)s;
+
+-- name: tiles
+SELECT * FROM line_scan_tiles WHERE scan_id = %(scan_id)s ORDER BY created_at, tile_id;

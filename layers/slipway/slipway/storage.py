@@ -1,0 +1,273 @@
+"""Object storage (S3 or any S3-compatible server): key layout, pre-signed URLs, multipart,
+streaming reads and content-addressed copies.
+
+The endpoint comes from botocore's own `AWS_ENDPOINT_URL` variable; against a local
+server we sign with SigV4 and use path-style addresses (no DNS for bucket hostnames).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+MiB = 1024 * 1024
+SINGLE_COPY_LIMIT = 5 * 1024 * MiB  # CopyObject's limit; larger objects copy in parts
+
+
+# key layout: object keys never contain user-supplied names ---------------------------
+
+
+def incoming_key(upload_id: UUID) -> str:
+    return f"incoming/{upload_id}"
+
+
+def blob_key(sha256: bytes) -> str:
+    h = sha256.hex()
+    return f"blobs/sha256/{h[:2]}/{h[2:4]}/{h}"
+
+
+def slide_prefix(upload_id: UUID) -> str:
+    return f"slides/{upload_id}/"
+
+
+def stream_key(session_id: UUID, stream: str) -> str:
+    return f"telemetry/{session_id}/{stream}.parquet"
+
+
+def line_scan_tile_key(scan_id: UUID, tile_id: UUID) -> str:
+    return f"line-scans/{scan_id}/{tile_id}"
+
+
+# client ------------------------------------------------------------------------------
+
+
+@cache
+def client() -> S3Client:
+    local = bool(os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if local else "auto"},
+        retries={"mode": "standard", "max_attempts": 5},
+        max_pool_connections=32,
+    )
+    return boto3.client("s3", config=config)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    url: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    etag: str
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Part:
+    number: int
+    etag: str
+    size: int
+    sha256: str | None  # base64, when the multipart upload carries checksums
+
+
+# pre-signed URLs ---------------------------------------------------------------------
+
+
+def presign_put(
+    bucket: str, key: str, *, content_type: str, size: int, sha256: bytes | None, ttl: int
+) -> SignedRequest:
+    """A PUT URL for one key; length (and checksum, if given) are signed, so S3 refuses
+    any other body."""
+    params: dict[str, Any] = {
+        "Bucket": bucket,
+        "Key": key,
+        "ContentType": content_type,
+        "ContentLength": size,
+    }
+    headers = {"Content-Type": content_type}
+    if sha256 is not None:
+        params["ChecksumSHA256"] = b64(sha256)
+        headers["x-amz-checksum-sha256"] = b64(sha256)
+    url = client().generate_presigned_url("put_object", Params=params, ExpiresIn=ttl)
+    return SignedRequest(url, headers)
+
+
+def presign_part(
+    bucket: str,
+    key: str,
+    multipart_id: str,
+    number: int,
+    *,
+    size: int,
+    sha256: bytes | None,
+    ttl: int,
+) -> SignedRequest:
+    params: dict[str, Any] = {
+        "Bucket": bucket,
+        "Key": key,
+        "UploadId": multipart_id,
+        "PartNumber": number,
+        "ContentLength": size,
+    }
+    headers: dict[str, str] = {}
+    if sha256 is not None:
+        params["ChecksumSHA256"] = b64(sha256)
+        headers["x-amz-checksum-sha256"] = b64(sha256)
+    url = client().generate_presigned_url("upload_part", Params=params, ExpiresIn=ttl)
+    return SignedRequest(url, headers)
+
+
+def presign_get(bucket: str, key: str, *, ttl: int, filename: str | None = None) -> str:
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if filename:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+    return client().generate_presigned_url("get_object", Params=params, ExpiresIn=ttl)
+
+
+# multipart ---------------------------------------------------------------------------
+
+
+def create_multipart(bucket: str, key: str, *, content_type: str, checksums: bool) -> str:
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key, "ContentType": content_type}
+    if checksums:
+        params["ChecksumAlgorithm"] = "SHA256"
+    return client().create_multipart_upload(**params)["UploadId"]
+
+
+def list_parts(bucket: str, key: str, multipart_id: str) -> list[Part]:
+    """Parts S3 holds for an unfinished multipart upload ([] once it is completed)."""
+    parts: list[Part] = []
+    marker = 0
+    while True:
+        try:
+            page = client().list_parts(
+                Bucket=bucket, Key=key, UploadId=multipart_id, PartNumberMarker=marker
+            )
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchUpload":
+                return []
+            raise
+        parts += [
+            Part(p["PartNumber"], p["ETag"], p["Size"], p.get("ChecksumSHA256"))
+            for p in page.get("Parts", [])
+        ]
+        if not page.get("IsTruncated"):
+            return parts
+        marker = page["NextPartNumberMarker"]
+
+
+def complete_multipart(bucket: str, key: str, multipart_id: str, parts: list[Part]) -> None:
+    def entry(p: Part) -> dict[str, Any]:
+        return {"PartNumber": p.number, "ETag": p.etag} | (
+            {"ChecksumSHA256": p.sha256} if p.sha256 else {}
+        )
+
+    client().complete_multipart_upload(
+        Bucket=bucket,
+        Key=key,
+        UploadId=multipart_id,
+        MultipartUpload={"Parts": [entry(p) for p in parts]},  # type: ignore[typeddict-item]
+    )
+
+
+def abort_multipart(bucket: str, key: str, multipart_id: str) -> None:
+    try:
+        client().abort_multipart_upload(Bucket=bucket, Key=key, UploadId=multipart_id)
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchUpload":
+            raise
+
+
+# objects -----------------------------------------------------------------------------
+
+
+def head(bucket: str, key: str) -> ObjectInfo | None:
+    try:
+        r = client().head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return ObjectInfo(r["ContentLength"], r["ETag"], r.get("ContentType", ""))
+
+
+def iter_chunks(bucket: str, key: str, chunk_size: int = 8 * MiB) -> Iterator[bytes]:
+    """The object's bytes as a stream of chunks (one GET, bounded memory)."""
+    body = client().get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()
+
+
+def read_bytes(bucket: str, key: str) -> bytes:
+    return client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def put_bytes(bucket: str, key: str, data: bytes, content_type: str) -> None:
+    client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+
+def upload_file(path: str, bucket: str, key: str, content_type: str) -> None:
+    client().upload_file(path, bucket, key, ExtraArgs={"ContentType": content_type})
+
+
+def copy(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, size: int) -> None:
+    source = {"Bucket": src_bucket, "Key": src_key}
+    if size <= SINGLE_COPY_LIMIT:
+        client().copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)  # type: ignore[arg-type]
+    else:  # multipart copy, done server-side part by part
+        config = TransferConfig(
+            multipart_threshold=SINGLE_COPY_LIMIT, multipart_chunksize=512 * MiB
+        )
+        client().copy(source, dst_bucket, dst_key, Config=config)  # type: ignore[arg-type]
+
+
+def delete(bucket: str, key: str) -> None:
+    client().delete_object(Bucket=bucket, Key=key)
+
+
+def list_keys(bucket: str, prefix: str) -> Iterator[tuple[str, int, Any]]:
+    """(key, size, last_modified) of every object under `prefix`."""
+    paginator = client().get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield obj["Key"], obj["Size"], obj["LastModified"]
+
+
+def list_multipart_uploads(bucket: str, prefix: str) -> Iterator[tuple[str, str, Any]]:
+    """(key, multipart id, initiated) of every unfinished multipart upload under `prefix`."""
+    paginator = client().get_paginator("list_multipart_uploads")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for up in page.get("Uploads", []):
+            yield up["Key"], up["UploadId"], up["Initiated"]
+
+
+def ping(buckets: list[str]) -> None:
+    for bucket in buckets:
+        client().head_bucket(Bucket=bucket)

@@ -1,0 +1,1 @@
+"""Telemetry: sessions (light, used by the API) and parsing to Parquet (`parse`, heavy)."""

@@ -1,0 +1,143 @@
+"""The parse job: a telemetry upload (CSV or GPX) → canonical `gnss_pvt` Parquet.
+
+The source streams from object storage; batches are written as Parquet row groups to a
+temporary file as they come (bounded memory for time-ordered input, which telemetry
+almost always is; out-of-order input is sorted once at the end), then uploaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from slipway import storage, uploads
+from slipway.config import settings
+from slipway.errors import Code, SlipwayError
+from slipway.events import NewEvent
+from slipway.jobs import Job
+from slipway.telemetry import csv_reader, gpx_reader, sessions
+from slipway.telemetry.schema import SCHEMA, STREAM
+from slipway.worker import Lease
+
+log = logging.getLogger(__name__)
+ROW_GROUP_ROWS = 1_000_000
+
+
+class _Peeked:
+    """A stream whose first bytes were looked at and are given back on read."""
+
+    def __init__(self, stream: BinaryIO, size: int = 4096) -> None:
+        self.stream = stream
+        self.head = stream.read(size)
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0:
+                data, self.head = self.head + self.stream.read(), b""
+                return data
+            data, self.head = self.head[:n], self.head[n:]
+            return data
+        return self.stream.read(n)
+
+
+def detect(head: bytes) -> str:
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not text:
+        raise SlipwayError(Code.EMPTY_FILE, "the file is empty")
+    if text.startswith(b"<"):
+        return "gpx"
+    if b"\x00" in head:
+        raise SlipwayError(Code.UNSUPPORTED_FORMAT, "binary data: expected CSV or GPX text")
+    return "csv"
+
+
+def batches(stream: BinaryIO) -> Iterator[pa.RecordBatch]:
+    peeked = _Peeked(stream)
+    reader = gpx_reader if detect(peeked.head) == "gpx" else csv_reader
+    return reader.read(peeked)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Written:
+    rows: int
+    start: datetime
+    end: datetime
+
+
+def write_parquet(
+    source: Iterator[pa.RecordBatch], path: str, lease: Lease | None = None
+) -> Written:
+    """Stream batches into a Parquet file sorted by time; returns rows and time range."""
+    rows, ordered = 0, True
+    first: pa.TimestampScalar | None = None
+    last: pa.TimestampScalar | None = None
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
+        for batch in source:
+            if lease is not None:
+                lease.check()
+            if not batch.num_rows:
+                continue
+            times = batch.column(0)
+            if ordered:
+                inside = pc.all(pc.greater_equal(times[1:], times[:-1])).as_py() is not False
+                ordered = inside and (last is None or times[0].value >= last.value)
+            bounds = pc.min_max(times)
+            lo, hi = bounds["min"], bounds["max"]
+            first = lo if first is None or lo.value < first.value else first
+            last = hi if last is None or hi.value > last.value else last
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            rows += batch.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
+                writer.write_table(pa.Table.from_batches(pending, SCHEMA))
+                pending, pending_rows = [], 0
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending, SCHEMA))
+    if rows == 0 or first is None or last is None:
+        raise SlipwayError(Code.EMPTY_FILE, "no rows with a time and a position")
+    if not ordered:  # rare: sort once (memory proportional to the rows, documented)
+        table = pq.read_table(path).sort_by("time")
+        pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    return Written(rows, first.as_py(), last.as_py())
+
+
+def run_job(job: Job, lease: Lease) -> list[NewEvent]:
+    if job.upload_id is None:
+        raise SlipwayError(Code.BAD_REQUEST, "a parse job needs an upload")
+    upload = uploads.load(job.upload_id)
+    if upload.state != "ready" or upload.sha256 is None:
+        raise SlipwayError(Code.UPLOAD_NOT_READY, f"the upload is {upload.state}")
+    s = settings()
+    key = storage.stream_key(job.payload_uuid("sessionId"), STREAM)
+    body = storage.client().get_object(
+        Bucket=s.data_bucket, Key=storage.blob_key(bytes(upload.sha256))
+    )["Body"]
+    fd, path = tempfile.mkstemp(suffix=".parquet")
+    os.close(fd)
+    try:
+        written = write_parquet(batches(body), path, lease)  # type: ignore[arg-type]
+        lease.check()
+        storage.upload_file(path, s.data_bucket, key, "application/vnd.apache.parquet")
+    finally:
+        body.close()
+        os.unlink(path)
+    log.info("telemetry parsed", extra={"upload_id": str(upload.id), "rows": written.rows})
+    return [
+        sessions.ready_event(
+            job,
+            written.start,
+            written.end,
+            [{"name": STREAM, "rows": written.rows, "objectKey": key}],
+        )
+    ]

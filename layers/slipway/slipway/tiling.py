@@ -1,0 +1,296 @@
+"""Tile a slide into a Deep Zoom pyramid, straight from object storage to object storage.
+
+pyvips reads the source through ranged GETs (no local copy) and writes the pyramid with
+dzsave into a stream, which is unpacked entry by entry and PUT in parallel as it is
+produced; the `.dzi` descriptor goes last, once every tile is stored. Memory stays
+bounded by the read cache, the libvips pipeline and the PUTs in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyvips
+
+from slipway import slides, storage, uploads
+from slipway.config import MiB, settings
+from slipway.errors import Code, SlipwayError
+from slipway.events import NewEvent
+from slipway.jobs import Job
+from slipway.worker import Lease
+from slipway.zipstream import ZipStream
+
+log = logging.getLogger(__name__)
+FORMATS = ("jpeg", "webp", "png")
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    tile_size: int = 254
+    overlap: int = 1
+    format: str = "jpeg"
+    quality: int = 85
+    skip_blanks: int = -1  # dzsave's threshold; -1 keeps every tile
+
+    @classmethod
+    def from_env(cls) -> TileOptions:
+        env = os.environ
+        options = cls(
+            tile_size=int(env.get("SLIPWAY_TILE_SIZE", 254)),
+            overlap=int(env.get("SLIPWAY_TILE_OVERLAP", 1)),
+            format=env.get("SLIPWAY_TILE_FORMAT", "jpeg"),
+            quality=int(env.get("SLIPWAY_TILE_QUALITY", 85)),
+            skip_blanks=int(env.get("SLIPWAY_TILE_SKIP_BLANKS", -1)),
+        )
+        if options.format not in FORMATS or not 1 <= options.tile_size <= 8192:
+            raise ValueError(f"bad tile options {options}")
+        return options
+
+    @property
+    def suffix(self) -> str:
+        return f".{self.format}" if self.format == "png" else f".{self.format}[Q={self.quality}]"
+
+
+# reading: a seekable view of an S3 object, in cached blocks ------------------------------
+
+
+class RangedObject:
+    """File-like reads over ranged GETs, with a small LRU of blocks and read-ahead."""
+
+    def __init__(
+        self, bucket: str, key: str, size: int, block: int = 8 * MiB, cached_blocks: int = 6
+    ) -> None:
+        self.bucket, self.key, self.size = bucket, key, size
+        self.block, self.cached_blocks = block, cached_blocks
+        self.position = 0
+        self.error: BaseException | None = None
+        self._blocks: OrderedDict[int, Future[bytes]] = OrderedDict()
+        self._fetcher = ThreadPoolExecutor(2, thread_name_prefix="range")
+
+    def _fetch(self, index: int) -> bytes:
+        start = index * self.block
+        end = min(start + self.block, self.size) - 1
+        reply = storage.client().get_object(
+            Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end}"
+        )
+        return bytes(reply["Body"].read())
+
+    def _get(self, index: int) -> Future[bytes]:
+        if index not in self._blocks:
+            self._blocks[index] = self._fetcher.submit(self._fetch, index)
+        self._blocks.move_to_end(index)
+        while len(self._blocks) > self.cached_blocks:
+            self._blocks.popitem(last=False)
+        return self._blocks[index]
+
+    def read(self, length: int) -> bytes:
+        if self.position >= self.size or length <= 0:
+            return b""
+        index, offset = divmod(self.position, self.block)
+        if (index + 1) * self.block < self.size:
+            self._get(index + 1)  # read ahead
+        data = self._get(index).result()[offset : offset + length]
+        self.position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int) -> int:
+        base = {0: 0, 1: self.position, 2: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def source(self) -> pyvips.Source:
+        src = pyvips.SourceCustom()
+
+        def on_read(length: int) -> bytes:
+            try:
+                return self.read(length)
+            except Exception as exc:  # surfaced after libvips gives up (transient)
+                self.error = exc
+                return b""  # libvips treats it as end of input and fails the load
+
+        src.on_read(on_read)
+        src.on_seek(self.seek)
+        return src
+
+    def close(self) -> None:
+        self._fetcher.shutdown(wait=False, cancel_futures=True)
+
+
+# writing: dzsave → zip stream → parallel PUTs -------------------------------------------
+
+
+class TileWriter:
+    """Receives dzsave's ZIP stream and stores each tile under `prefix`, in parallel, with
+    back-pressure; the `.dzi` is held back and written by `finish`, after all tiles."""
+
+    def __init__(self, bucket: str, prefix: str, lease: Lease, parallel: int = 16) -> None:
+        self.bucket, self.prefix, self.lease = bucket, prefix, lease
+        self.descriptor: bytes | None = None
+        self.tiles = 0
+        self.error: BaseException | None = None
+        self._slots = threading.Semaphore(parallel * 2)
+        self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="put")
+        self._zip = ZipStream(self._on_entry)
+
+    def _put(self, key: str, data: bytes, content_type: str) -> None:
+        try:
+            storage.put_bytes(self.bucket, key, data, content_type)
+        except BaseException as exc:
+            self.error = self.error or exc
+        finally:
+            self._slots.release()
+
+    def _on_entry(self, name: str, data: bytes) -> None:
+        if name.endswith(".dzi"):
+            self.descriptor = data
+        elif "/vips-properties" in name:
+            return
+        else:
+            self._slots.acquire()
+            self.tiles += 1
+            suffix = name.rsplit(".", 1)[-1]
+            self._pool.submit(self._put, self.prefix + name, data, f"image/{suffix}")
+
+    def write(self, data: bytes) -> int:
+        """pyvips' on_write: returning -1 makes dzsave stop."""
+        if self.error is not None or self.lease.lost:
+            return -1
+        try:
+            self._zip.write(bytes(data))
+        except BaseException as exc:
+            self.error = exc
+            return -1
+        return len(data)
+
+    def target(self) -> pyvips.Target:
+        tgt = pyvips.TargetCustom()
+        tgt.on_write(self.write)
+        tgt.on_end(lambda: 0)
+        return tgt
+
+    def finish(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self.error is not None:
+            raise self.error
+        if self.descriptor is None:
+            raise RuntimeError("dzsave produced no .dzi descriptor")
+        storage.put_bytes(
+            self.bucket, slides.dzi_key(self.prefix), self.descriptor, "application/xml"
+        )
+
+    def abandon(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def levels_for(width: int, height: int) -> int:
+    return max(width, height).bit_length() if max(width, height) > 1 else 1
+
+
+def tile(
+    bucket: str,
+    key: str,
+    size: int,
+    out_bucket: str,
+    prefix: str,
+    lease: Lease,
+    options: TileOptions,
+) -> dict[str, Any]:
+    """Build the pyramid of one source object; returns what the slide record holds."""
+    source = RangedObject(bucket, key, size)
+    writer = TileWriter(out_bucket, prefix, lease)
+    try:
+        try:
+            image = pyvips.Image.new_from_source(
+                source.source(), "", access="sequential", fail_on="error"
+            )
+        except pyvips.Error as exc:
+            if source.error is not None:
+                raise source.error from exc
+            raise SlipwayError(
+                Code.IMAGE_UNREADABLE, f"not a readable image: {_first_line(exc)}"
+            ) from exc
+        width, height = image.width, image.height
+        if width * height > settings().max_image_pixels:
+            raise SlipwayError(
+                Code.IMAGE_TOO_LARGE,
+                f"{width}×{height} pixels is over the limit of {settings().max_image_pixels}",
+            )
+        image = _displayable(image)
+        try:
+            image.dzsave_target(
+                writer.target(),
+                basename=slides.DZI_NAME,
+                container="zip",
+                compression=0,
+                tile_size=options.tile_size,
+                overlap=options.overlap,
+                suffix=options.suffix,
+                skip_blanks=options.skip_blanks,
+            )
+        except pyvips.Error as exc:
+            lease.check()
+            if writer.error is not None:
+                raise writer.error from exc
+            if source.error is not None:
+                raise source.error from exc
+            raise SlipwayError(
+                Code.IMAGE_UNREADABLE, f"the image is damaged: {_first_line(exc)}"
+            ) from exc
+        lease.check()
+        writer.finish()
+    except BaseException:
+        writer.abandon()
+        raise
+    finally:
+        source.close()
+    return {
+        "width": width,
+        "height": height,
+        "tileSize": options.tile_size,
+        "overlap": options.overlap,
+        "format": options.format,
+        "levels": levels_for(width, height),
+        "tileCount": writer.tiles,
+        "tilesPrefix": prefix,
+    }
+
+
+def _displayable(image: pyvips.Image) -> pyvips.Image:
+    """8-bit grey or sRGB without alpha, which every tile format can store."""
+    if image.hasalpha():
+        image = image.flatten(background=[255] * (image.bands - 1))
+    if image.format != "uchar":
+        image = image.colourspace("b-w" if image.bands == 1 else "srgb")
+    return image
+
+
+def _first_line(exc: pyvips.Error) -> str:
+    text = str(getattr(exc, "detail", "") or exc).strip()
+    return text.splitlines()[0][:300] if text else "unknown error"
+
+
+def run_job(job: Job, lease: Lease) -> list[NewEvent]:
+    """The tile job: the upload's content-addressed object → DZI in the tiles bucket."""
+    if job.upload_id is None:
+        raise SlipwayError(Code.BAD_REQUEST, "a tile job needs an upload")
+    upload = uploads.load(job.upload_id)
+    if upload.state != "ready" or upload.sha256 is None:
+        raise SlipwayError(Code.UPLOAD_NOT_READY, f"the upload is {upload.state}")
+    s = settings()
+    result = tile(
+        s.data_bucket,
+        storage.blob_key(bytes(upload.sha256)),
+        upload.size,
+        s.tiles_bucket,
+        storage.slide_prefix(upload.id),
+        lease,
+        TileOptions.from_env(),
+    )
+    log.info("slide tiled", extra={"upload_id": str(upload.id), "tiles": result["tileCount"]})
+    return [NewEvent("v1.slide.tiled", "slide", upload.id, {"jobId": str(job.id), **result})]

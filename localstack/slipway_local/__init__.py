@@ -1,0 +1,1 @@
+"""Slipway's local stack (see localstack/README.md)."""
