@@ -1,6 +1,7 @@
 """parse: woken by the parse queue, claims parse jobs and turns telemetry CSV/GPX into
 canonical Parquet (pyarrow), settling each session ready or failed."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -18,7 +19,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     def on_signal(record: SQSRecord) -> None:
         worker.drain(
             "parse",

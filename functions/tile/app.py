@@ -1,6 +1,7 @@
 """tile: woken by the tile queue, claims tile jobs and builds each slide's Deep Zoom
 pyramid (pyvips dzsave) in the tiles bucket."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -17,7 +18,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     def on_signal(record: SQSRecord) -> None:
         worker.drain(
             "tile",

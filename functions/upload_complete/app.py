@@ -6,6 +6,7 @@ the upload ready or failed and enqueues its jobs. Safe under duplicate, late or 
 notifications (see slipway.uploads)."""
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -29,7 +30,7 @@ def on_message(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     if "requestContext" in event:  # the HTTP route
         return app.resolve(event, context)
     return process_partial_response(event, on_message, processor, context)

@@ -15,7 +15,8 @@ def main() -> int:
     parser.add_argument("command", choices=["up", "down", "status", "serve", "env"])
     parser.add_argument("--state", type=Path, help="state folder (default .slipway/stack)")
     args = parser.parse_args()
-    stack = Stack(StackConfig.from_env(args.state))
+    config = StackConfig.from_env(args.state)
+    stack = Stack(StackConfig.saved(config.state_dir) or config)
     try:
         if args.command == "up":
             env = stack.up()

@@ -67,7 +67,7 @@ def main() -> int:
         lambda s: s["status"] in ("SUCCEEDED", "FAILED"),
         timeout=300,
     )
-    upload = client.upload(csv_id)
+    upload = client.wait_for_upload(csv_id)
     session_id = client.finalise(csv_id)["sessionId"]  # idempotent: the automatic session
     session = client.wait_until(
         lambda: client.session_of(session_id), lambda s: s["status"] != "processing", timeout=300

@@ -51,10 +51,10 @@ def _service_user() -> str:
     return SERVICE_USER
 
 
-def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
     if _as_root():
         args = ["runuser", "-u", SERVICE_USER, "--", *args]
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(args, check=True, capture_output=True, text=True)
 
 
 def _usable_dir(wanted: Path) -> Path:

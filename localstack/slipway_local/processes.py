@@ -42,19 +42,29 @@ def start_detached(
     return proc.pid
 
 
+def _exited(pid: int) -> bool:
+    try:  # our own child (the stack was started by this process): reap it
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return True
+    return False
+
+
 def stop(pid_file: Path, timeout: float = 20) -> None:
     pid = alive(pid_file)
     if pid is not None:
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
+        while not _exited(pid):
+            if time.monotonic() > deadline:
+                os.killpg(pid, signal.SIGKILL)
                 break
-            time.sleep(0.1)
-        else:
-            os.killpg(pid, signal.SIGKILL)
+            time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
 
 
@@ -73,4 +83,5 @@ def wait_for_http(
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.25)
-    raise StackError(f"{url} did not answer within {timeout:.0f} s; see {log}")
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise StackError(f"{url} did not answer within {timeout:.0f} s; {log} ends:\n{tail}")

@@ -81,6 +81,12 @@ class StackConfig:
     def state_dir(self) -> Path:
         return Path(self.state)
 
+    @classmethod
+    def saved(cls, state: Path) -> StackConfig | None:
+        """The configuration `up` recorded for a running stack, if any."""
+        path = state / "stack.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
 
 class Stack:
     def __init__(self, config: StackConfig) -> None:

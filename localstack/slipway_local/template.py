@@ -55,7 +55,8 @@ for _name in (
 
 
 def load(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (SafeLoader subclass)
+    doc: dict[str, Any] = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 (SafeLoader)
+    return doc
 
 
 @dataclass(frozen=True)

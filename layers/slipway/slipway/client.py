@@ -290,6 +290,12 @@ class Client:
 
     # --- waiting ---------------------------------------------------------------------------
 
+    def wait_for_upload(self, upload_id: str, timeout: float = 300) -> dict[str, Any]:
+        """The upload once verified: state `ready` or `failed`."""
+        return self.wait_until(
+            lambda: self.upload(upload_id), lambda u: u["state"] != "pending", timeout=timeout
+        )
+
     def wait_until(
         self,
         fetch: Callable[[], dict[str, Any]],

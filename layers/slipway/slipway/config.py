@@ -34,6 +34,8 @@ class Settings:
     orphan_grace_seconds: int = 3600
     viewer_ttl_seconds: int = 12 * 3600
     job_lease_seconds: int = 120
+    backoff_base_seconds: float = 5.0
+    notification_grace_seconds: int = 60
     max_image_pixels: int = 100_000 * 200_000
 
 
@@ -66,5 +68,7 @@ def settings() -> Settings:
         orphan_grace_seconds=_int("SLIPWAY_ORPHAN_GRACE_SECONDS", 3600),
         viewer_ttl_seconds=_int("SLIPWAY_VIEWER_TTL_SECONDS", 12 * 3600),
         job_lease_seconds=_int("SLIPWAY_JOB_LEASE_SECONDS", 120),
+        backoff_base_seconds=float(env.get("SLIPWAY_BACKOFF_BASE_SECONDS") or 5.0),
+        notification_grace_seconds=_int("SLIPWAY_NOTIFICATION_GRACE_SECONDS", 60),
         max_image_pixels=_int("SLIPWAY_MAX_IMAGE_PIXELS", 100_000 * 200_000),
     )

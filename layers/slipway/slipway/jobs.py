@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SQL = queries.load("jobs")
 DEFAULT_MAX_ATTEMPTS = 3
-BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 900.0  # also SQS's longest message delay
 
 
@@ -233,7 +232,8 @@ def succeed(job: Job, worker: str, results: Iterable[NewEvent] = ()) -> bool:
 
 def backoff_seconds(attempt: int) -> float:
     """Exponential backoff with jitter: 5 s, 10 s, 20 s … (×0.5–1.0), capped at 15 min."""
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    base = settings().backoff_base_seconds
+    ceiling = min(BACKOFF_CAP_SECONDS, base * 2.0 ** max(attempt - 1, 0))
     return round(ceiling * random.uniform(0.5, 1.0), 3)
 
 
@@ -308,7 +308,8 @@ def due_types() -> list[str]:
 
 @cache
 def _sqs() -> SQSClient:
-    return boto3.client("sqs")
+    client: SQSClient = boto3.client("sqs")
+    return client
 
 
 def signal(job_types: Iterable[str], delay_seconds: int = 0) -> None:

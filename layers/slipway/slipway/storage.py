@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MiB = 1024 * 1024
 SINGLE_COPY_LIMIT = 5 * 1024 * MiB  # CopyObject's limit; larger objects copy in parts
@@ -182,16 +183,17 @@ def list_parts(bucket: str, key: str, multipart_id: str) -> list[Part]:
 
 
 def complete_multipart(bucket: str, key: str, multipart_id: str, parts: list[Part]) -> None:
-    def entry(p: Part) -> dict[str, Any]:
-        return {"PartNumber": p.number, "ETag": p.etag} | (
-            {"ChecksumSHA256": p.sha256} if p.sha256 else {}
-        )
+    def entry(p: Part) -> CompletedPartTypeDef:
+        done: CompletedPartTypeDef = {"PartNumber": p.number, "ETag": p.etag}
+        if p.sha256:
+            done["ChecksumSHA256"] = p.sha256
+        return done
 
     client().complete_multipart_upload(
         Bucket=bucket,
         Key=key,
         UploadId=multipart_id,
-        MultipartUpload={"Parts": [entry(p) for p in parts]},  # type: ignore[typeddict-item]
+        MultipartUpload={"Parts": [entry(p) for p in parts]},
     )
 
 

@@ -22,7 +22,6 @@ from slipway.errors import Code
 log = logging.getLogger(__name__)
 SQL = queries.load("uploads")
 ACTOR = "fn:sweeper"
-NOTIFICATION_GRACE_SECONDS = 60
 
 
 @dataclass
@@ -37,10 +36,10 @@ class Report:
 def check_pending(report: Report, limit: int = 200) -> None:
     s = settings()
     now = datetime.now(UTC)
-    grace = timedelta(seconds=NOTIFICATION_GRACE_SECONDS)
+    grace = timedelta(seconds=s.notification_grace_seconds)
     with db.connect() as conn:
         rows = conn.execute(
-            SQL["pending_to_check"], {"min_age": NOTIFICATION_GRACE_SECONDS, "limit": limit}
+            SQL["pending_to_check"], {"min_age": s.notification_grace_seconds, "limit": limit}
         ).fetchall()
     for row in rows:
         upload = uploads.Upload.from_row(row)

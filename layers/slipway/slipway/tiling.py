@@ -189,7 +189,8 @@ class TileWriter:
 
 
 def levels_for(width: int, height: int) -> int:
-    return max(width, height).bit_length() if max(width, height) > 1 else 1
+    """Deep Zoom levels: 1×1 up to full size, halving each time (ceil(log2(side)) + 1)."""
+    return (max(width, height) - 1).bit_length() + 1
 
 
 def tile(
@@ -263,10 +264,14 @@ def tile(
 
 def _displayable(image: pyvips.Image) -> pyvips.Image:
     """8-bit grey or sRGB without alpha, which every tile format can store."""
-    if image.hasalpha():
+    if image.interpretation == "cmyk":
+        image = image.colourspace("srgb")
+    if image.hasalpha() or image.bands in (2, 4):
         image = image.flatten(background=[255] * (image.bands - 1))
     if image.format != "uchar":
         image = image.colourspace("b-w" if image.bands == 1 else "srgb")
+    if image.bands > 3:
+        image = image.extract_band(0, n=3)
     return image
 
 

@@ -81,6 +81,13 @@ class Upload:
     def from_row(cls, row: Mapping[str, Any]) -> Upload:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
+    @property
+    def parts(self) -> tuple[str, int, int]:
+        """(multipart id, part size, part count) of a multipart upload."""
+        if not (self.multipart_id and self.part_size and self.part_count):
+            raise errors.conflict(Code.NOT_MULTIPART, "this upload is a single PUT, not multipart")
+        return self.multipart_id, self.part_size, self.part_count
+
     def to_api(self, upload_jobs: Sequence[jobs.Job] = ()) -> dict[str, Any]:
         def hex_or_none(value: bytes | None) -> str | None:
             return bytes(value).hex() if value else None
@@ -147,7 +154,8 @@ def part_size_for(size: int) -> int:
 
 
 def part_length(upload: Upload, number: int) -> int:
-    return min(upload.part_size, upload.size - (number - 1) * upload.part_size)
+    _, part_size, _ = upload.parts
+    return min(part_size, upload.size - (number - 1) * part_size)
 
 
 # reading -----------------------------------------------------------------------------
@@ -255,12 +263,13 @@ def _multipart_pending(upload_id: UUID, owner: str) -> Upload:
 
 def _sign_parts(upload: Upload, wanted: Sequence[tuple[int, bytes | None]]) -> list[dict[str, Any]]:
     s = settings()
+    multipart_id, _, _ = upload.parts
     signed = []
     for number, sha256 in wanted:
         req = storage.presign_part(
             s.uploads_bucket,
             upload.object_key,
-            upload.multipart_id,
+            multipart_id,
             number,
             size=part_length(upload, number),
             sha256=sha256,
@@ -276,17 +285,18 @@ def sign_parts(
     """Fresh URLs for the wanted parts (default: the next batch not yet uploaded), and the
     parts S3 already holds, so an interrupted client can resume."""
     upload = _multipart_pending(upload_id, owner)
-    held = storage.list_parts(settings().uploads_bucket, upload.object_key, upload.multipart_id)
+    multipart_id, part_size, part_count = upload.parts
+    held = storage.list_parts(settings().uploads_bucket, upload.object_key, multipart_id)
     if not wanted and not upload.checksum_parts:
         have = {p.number for p in held}
-        missing = [n for n in range(1, upload.part_count + 1) if n not in have]
+        missing = [n for n in range(1, part_count + 1) if n not in have]
         wanted = [(n, None) for n in missing[: settings().part_url_batch]]
     if len(wanted) > 1000:
         raise _invalid("ask for at most 1000 parts at a time")
     parsed: list[tuple[int, bytes | None]] = []
     for number, sha_hex in wanted:
-        if not 1 <= number <= upload.part_count:
-            raise _invalid(f"partNumber must be between 1 and {upload.part_count}")
+        if not 1 <= number <= part_count:
+            raise _invalid(f"partNumber must be between 1 and {part_count}")
         try:
             sha = digests.parse_hex_digest(sha_hex) if sha_hex else None
         except ValueError as exc:
@@ -296,8 +306,8 @@ def sign_parts(
         parsed.append((number, sha))
     return {
         "uploadId": str(upload_id),
-        "partSize": upload.part_size,
-        "partCount": upload.part_count,
+        "partSize": part_size,
+        "partCount": part_count,
         "expiresAt": rfc3339(_url_expiry()),
         "parts": _sign_parts(upload, parsed),
         "uploaded": [{"partNumber": p.number, "etag": p.etag, "size": p.size} for p in held],
@@ -310,15 +320,15 @@ def _strip(etag: str) -> str:
 
 def _complete_multipart(upload: Upload, claimed: Sequence[tuple[int, str]] | None) -> None:
     s = settings()
+    multipart_id, _, part_count = upload.parts
     held = {
-        p.number: p
-        for p in storage.list_parts(s.uploads_bucket, upload.object_key, upload.multipart_id)
+        p.number: p for p in storage.list_parts(s.uploads_bucket, upload.object_key, multipart_id)
     }
     if not held:  # completed already (a repeated call), or nothing uploaded yet
         if storage.head(s.uploads_bucket, upload.object_key) is None:
             raise errors.conflict(Code.NOT_UPLOADED, "no part of this upload has arrived yet")
         return
-    expected = list(range(1, upload.part_count + 1))
+    expected = list(range(1, part_count + 1))
     missing = [n for n in expected if n not in held]
     if missing:
         raise errors.conflict(
@@ -327,7 +337,7 @@ def _complete_multipart(upload: Upload, claimed: Sequence[tuple[int, str]] | Non
     if claimed is not None:
         if sorted(n for n, _ in claimed) != expected:
             raise errors.SlipwayError(
-                Code.PART_MISMATCH, f"list every part 1..{upload.part_count} exactly once"
+                Code.PART_MISMATCH, f"list every part 1..{part_count} exactly once"
             )
         wrong = [n for n, etag in claimed if _strip(etag) != _strip(held[n].etag)]
         if wrong:
@@ -342,7 +352,7 @@ def _complete_multipart(upload: Upload, claimed: Sequence[tuple[int, str]] | Non
                 f"expected {part_length(upload, n)}; upload it again",
             )
     storage.complete_multipart(
-        s.uploads_bucket, upload.object_key, upload.multipart_id, [held[n] for n in expected]
+        s.uploads_bucket, upload.object_key, multipart_id, [held[n] for n in expected]
     )
 
 
@@ -366,7 +376,8 @@ def complete(
 
 @cache
 def _sqs() -> SQSClient:
-    return boto3.client("sqs")
+    client: SQSClient = boto3.client("sqs")
+    return client
 
 
 def request_verification(upload_id: UUID) -> None:
@@ -470,6 +481,8 @@ def verify(upload_id: UUID, actor: str) -> Upload | None:
             row = conn.execute(SQL["lock"], {"id": upload_id}).fetchone()
             if row is None or row["state"] != "pending":
                 return Upload.from_row(row) if row else None
+            content_key = int.from_bytes(found.sha256[:8], "big", signed=True)
+            conn.execute(SQL["lock_content"], {"key": content_key})
             existing = conn.execute(SQL["blob"], {"sha256": found.sha256}).fetchone()
             follow, job_types = _follow_ups(Upload.from_row(row))
             record(

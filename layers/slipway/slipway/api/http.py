@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
@@ -60,7 +60,8 @@ class Resolver(APIGatewayHttpResolver):
     """Authenticates before anything else (a request without a valid token is a 401, even
     when its body is also wrong), then resolves as Powertools does."""
 
-    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        event = dict(event)
         http = event.get("requestContext", {}).get("http", {})
         path = event.get("rawPath") or http.get("path", "")
         if http.get("method") != "OPTIONS" and not _PUBLIC.match(path):
@@ -83,7 +84,7 @@ def _raw(status: int, body: Any) -> dict[str, Any]:
 
 def _read_json_as_json(event: dict[str, Any]) -> None:
     """Bodies are JSON. curl -d labels them form-urlencoded: read an object as JSON anyway."""
-    headers = event.get("headers") or {}
+    headers = event["headers"] = dict(event.get("headers") or {})
     kind = next((k for k in headers if k.lower() == "content-type"), None)
     body = event.get("body") or ""
     if (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
 
 # requests ------------------------------------------------------------------------------
@@ -203,9 +204,9 @@ class Health(BaseModel):
 
 def documented(
     model: type[BaseModel], status: int = 200, description: str = "OK", *errors: int
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, OpenAPIResponse]:
     """The `responses=` of a route: its success shape and the error statuses it uses."""
-    out: dict[int, dict[str, Any]] = {
+    out: dict[int, OpenAPIResponse] = {
         status: {"description": description, "content": {"application/json": {"model": model}}}
     }
     for code in errors:

@@ -9,6 +9,7 @@ explain (or a row it explains that is missing).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,7 @@ def fold(conn: Connection, batch: int = 10_000) -> tuple[MemoryStore, int]:
     return store, count
 
 
-def _load(conn: Connection, store: MemoryStore, target: dict[str, sql.Composable]) -> None:
+def _load(conn: Connection, store: MemoryStore, target: Mapping[str, sql.Composable]) -> None:
     for table in TABLES:
         rows = list(store.rows(table))
         if not rows:

@@ -25,3 +25,7 @@ SELECT * FROM uploads
 WHERE state = 'pending' AND created_at < now() - make_interval(secs => %(min_age)s)
 ORDER BY updated_at
 LIMIT %(limit)s;
+
+-- name: lock_content
+-- Serialises settling uploads of the same bytes, so exactly one of them stores the blob.
+SELECT pg_advisory_xact_lock(%(key)s);

@@ -9,14 +9,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from slipway.errors import Code, SlipwayError
-from slipway.telemetry import timeparse
+from slipway.telemetry import Readable, timeparse
 from slipway.telemetry.schema import SCHEMA, match_columns
 
 HEAD_BYTES = 64 * 1024
@@ -27,7 +26,7 @@ DELIMITERS = ",;\t|"
 class _Prefixed(io.RawIOBase):
     """`head` followed by the rest of `stream` (what was read ahead, given back)."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: Readable) -> None:
         self.head, self.stream = memoryview(head), stream
 
     def readable(self) -> bool:
@@ -106,7 +105,7 @@ class _Columns:
         return pa.RecordBatch.from_arrays(table.columns, schema=SCHEMA)
 
 
-def read(stream: BinaryIO) -> Iterator[pa.RecordBatch]:
+def read(stream: Readable) -> Iterator[pa.RecordBatch]:
     head = stream.read(HEAD_BYTES)
     head = head.removeprefix(b"\xef\xbb\xbf")
     if not head.strip():

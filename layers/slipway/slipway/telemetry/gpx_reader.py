@@ -8,7 +8,6 @@ each track point is dropped from the tree once read, so memory does not grow.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO
 from xml.etree.ElementTree import Element, ParseError
 
 import pyarrow as pa
@@ -16,7 +15,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
 from slipway.errors import Code, SlipwayError
-from slipway.telemetry import timeparse
+from slipway.telemetry import Readable, timeparse
 from slipway.telemetry.schema import SCHEMA
 
 BATCH_POINTS = 65_536
@@ -63,7 +62,7 @@ def _batch(rows: list[tuple[str, float, float, float | None, float | None]]) -> 
     )
 
 
-def read(stream: BinaryIO) -> Iterator[pa.RecordBatch]:
+def read(stream: Readable) -> Iterator[pa.RecordBatch]:
     rows: list[tuple[str, float, float, float | None, float | None]] = []
     stack: list[Element] = []
     points = timed = 0

@@ -13,7 +13,6 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,7 +23,7 @@ from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent
 from slipway.jobs import Job
-from slipway.telemetry import csv_reader, gpx_reader, sessions
+from slipway.telemetry import Readable, csv_reader, gpx_reader, sessions
 from slipway.telemetry.schema import SCHEMA, STREAM
 from slipway.worker import Lease
 
@@ -35,7 +34,7 @@ ROW_GROUP_ROWS = 1_000_000
 class _Peeked:
     """A stream whose first bytes were looked at and are given back on read."""
 
-    def __init__(self, stream: BinaryIO, size: int = 4096) -> None:
+    def __init__(self, stream: Readable, size: int = 4096) -> None:
         self.stream = stream
         self.head = stream.read(size)
 
@@ -60,10 +59,11 @@ def detect(head: bytes) -> str:
     return "csv"
 
 
-def batches(stream: BinaryIO) -> Iterator[pa.RecordBatch]:
+def batches(stream: Readable) -> Iterator[pa.RecordBatch]:
     peeked = _Peeked(stream)
-    reader = gpx_reader if detect(peeked.head) == "gpx" else csv_reader
-    return reader.read(peeked)  # type: ignore[arg-type]
+    if detect(peeked.head) == "gpx":
+        return gpx_reader.read(peeked)
+    return csv_reader.read(peeked)
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def run_job(job: Job, lease: Lease) -> list[NewEvent]:
     fd, path = tempfile.mkstemp(suffix=".parquet")
     os.close(fd)
     try:
-        written = write_parquet(batches(body), path, lease)  # type: ignore[arg-type]
+        written = write_parquet(batches(body), path, lease)
         lease.check()
         storage.upload_file(path, s.data_bucket, key, "application/vnd.apache.parquet")
     finally:

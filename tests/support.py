@@ -1,0 +1,70 @@
+"""Helpers the tests share (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+from slipway import auth
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+MiB = 1024 * 1024
+SECRET = "test-secret-for-the-slipway-suite-0123456789"
+
+# Settings the test stack's functions (and this process) run with: small parts so
+# multipart logic is exercised with small files, short leases, a pixel limit to trip.
+TUNING = {
+    "SLIPWAY_PART_SIZE": str(5 * MiB),
+    "SLIPWAY_MULTIPART_THRESHOLD": str(8 * MiB),
+    "SLIPWAY_MAX_IMAGE_PIXELS": str(400_000_000),
+    "SLIPWAY_JOB_LEASE_SECONDS": "10",
+}
+T = TypeVar("T")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def wait_for(
+    check: Callable[[], T | None],
+    timeout: float = 60,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """Poll until `check` returns something truthy; fail with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def token(user: str, *scopes: str) -> str:
+    return auth.issue_token(user, scopes, secret=SECRET)
+
+
+def count_events(c: psycopg.Connection[Any], subject_id: Any = None) -> int:
+    if subject_id is None:
+        row = c.execute("SELECT count(*) AS n FROM events").fetchone()
+    else:
+        row = c.execute(
+            "SELECT count(*) AS n FROM events WHERE subject_id = %s", (subject_id,)
+        ).fetchone()
+    assert row is not None
+    return int(row["n"] if isinstance(row, dict) else row[0])
