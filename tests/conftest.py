@@ -10,16 +10,16 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from psycopg.rows import DictRow, dict_row
+
 from slipway import config, db, storage
 from slipway.client import Client
 from slipway_local.stack import Stack, StackConfig
-
 from tests.support import ROOT, SECRET, TUNING, free_ports, token
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[dict[str, str]]:
-    """The environment of a running test stack (the same keys as .slipway/local.env)."""
+def local_stack() -> Iterator[Stack]:
+    """A running test stack: this process's library is pointed at it while it lives."""
     pg, ls, api = free_ports(3)
     state = ROOT / ".slipway" / f"test-stack-{os.getpid()}"
     cfg = StackConfig(
@@ -49,7 +49,7 @@ def stack() -> Iterator[dict[str, str]]:
     storage.client.cache_clear()
     db.close_pool()
     try:
-        yield env
+        yield running
     finally:
         db.close_pool()
         os.environ.clear()
@@ -57,6 +57,12 @@ def stack() -> Iterator[dict[str, str]]:
         config.settings.cache_clear()
         storage.client.cache_clear()
         running.down()
+
+
+@pytest.fixture(scope="session")
+def stack(local_stack: Stack) -> dict[str, str]:
+    """The running test stack's environment (the keys of .slipway/local.env)."""
+    return local_stack.client_env()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import pytest
+
 from slipway import auth
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,6 +4,7 @@ telemetry sessions and finalise, health and the OpenAPI document."""
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from slipway import logs
 from slipway.api import jobs, meta, slides, telemetry, uploads
 from slipway.api.http import resolver

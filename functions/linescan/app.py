@@ -4,6 +4,7 @@ DB-first tile uploads (seed adr-line-scan-tile-upload)."""
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from slipway import logs
 from slipway.api import linescan
 from slipway.api.http import resolver

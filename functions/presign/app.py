@@ -5,6 +5,7 @@ Records the upload (pending) first, then signs where its bytes go."""
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from slipway import logs
 from slipway.api import uploads
 from slipway.api.http import resolver

@@ -4,6 +4,7 @@ check: replay the log and report every projection row it does not explain."""
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from slipway import logs, verification
 from slipway.api import events
 from slipway.api.http import resolver

@@ -4,6 +4,7 @@ orphaned objects and re-signals due jobs (slipway.sweeper)."""
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from slipway import logs, sweeper
 
 logger = logs.setup("sweeper")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from slipway import config, db, storage
 from slipway.db import migrate
-
 from tests.support import ROOT
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+
 from slipway import events
 from slipway.events import NewEvent
 

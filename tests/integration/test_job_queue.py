@@ -14,11 +14,11 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+
 from slipway import db, jobs, worker
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent
 from slipway.projections import record
-
 from tests.integration.conftest import library_settings
 
 JOBS = 2000

@@ -9,9 +9,9 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from slipway import linescan
 from slipway.errors import SlipwayError
-
 from tests.integration.conftest import library_settings
 from tests.support import free_ports
 

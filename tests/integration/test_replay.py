@@ -14,11 +14,11 @@ import psycopg
 import pytest
 import pyvips
 from psycopg import sql
+
 from slipway import jobs
 from slipway.client import ApiError, Client
 from slipway.projections import TABLES, replay
 from slipway.projections import record as record_events
-
 from tests.support import FIXTURES, ROOT
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import pyvips
+
 from slipway import slides, storage, tiling
 from slipway.errors import Code, SlipwayError
 from slipway.jobs import Job

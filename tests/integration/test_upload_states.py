@@ -15,9 +15,9 @@ from uuid import UUID
 import psycopg
 import pytest
 import requests
+
 from slipway import storage, sweeper, uploads
 from slipway.errors import SlipwayError
-
 from tests.integration.conftest import library_settings
 from tests.support import MiB, wait_for
 

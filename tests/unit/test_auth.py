@@ -6,6 +6,7 @@ import time
 
 import jwt
 import pytest
+
 from slipway import auth, config
 from slipway.errors import SlipwayError
 

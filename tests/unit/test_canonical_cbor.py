@@ -9,6 +9,7 @@ from typing import Any
 import cbor2
 import pytest
 from blake3 import blake3
+
 from slipway.events import canonical_cbor, chain_digest
 
 

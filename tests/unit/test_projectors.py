@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+
 from slipway.events import Event, NewEvent, canonical_cbor
 from slipway.projections import MemoryStore, ProjectionError, apply
 

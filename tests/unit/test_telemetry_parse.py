@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from slipway.errors import Code, SlipwayError
 from slipway.telemetry import parse
 from slipway.telemetry.schema import SCHEMA, normalise
-
 from tests.support import FIXTURES
 
 TELEMETRY = FIXTURES / "telemetry"

@@ -8,9 +8,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from slipway.api.routes import all_routers
 from slipway_local.template import Template
-
 from tests.support import ROOT
 
 

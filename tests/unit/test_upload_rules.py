@@ -5,6 +5,7 @@ from __future__ import annotations
 from uuid import uuid4
 
 import pytest
+
 from slipway import config, storage, uploads
 from slipway.config import GiB, MiB
 from slipway.errors import SlipwayError

@@ -9,6 +9,7 @@ import zipfile
 
 import pytest
 import pyvips
+
 from slipway.zipstream import ZipStream, ZipStreamError
 
 

@@ -38,8 +38,10 @@ def routes() -> APIGatewayHttpRouter:
         )
 
     @router.get("/v1/line-scans/<scanId>/tiles/<tileId>")
-    def get_tile(scan_id: ScanId, tile_id: TileId) -> Response[bytes]:
-        """The tile's bytes, only once it is `ready` (else 409 with its state)."""
+    def get_tile(scan_id: ScanId, tile_id: TileId):  # type: ignore[no-untyped-def]
+        """The tile's bytes, only once it is `ready` (else 409 with its state).
+
+        Unannotated on purpose: a binary body (see api/slides.py)."""
         data = linescan.get_tile(principal(router).owner, scan_id, tile_id)
         return Response(200, "application/octet-stream", data)
 
