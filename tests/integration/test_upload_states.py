@@ -3,6 +3,7 @@ upload_complete function, and this process calling the same library concurrently
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -255,3 +256,26 @@ def test_bad_requests_write_nothing(conn: psycopg.Connection[Any]) -> None:
         with pytest.raises(SlipwayError):
             uploads.create(OWNER, bad)
     assert conn.execute("SELECT count(*) AS n FROM uploads").fetchone() == before
+
+
+def test_complete_racing_a_finished_verification_reports_the_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """complete() reads `pending`, then the notification settles the upload and removes the
+    incoming object before complete() looks for it: the answer is the settled upload."""
+    data = os.urandom(1000)
+    created = new_upload(data)
+    assert put(created, data).status_code == 200
+    settled(created["uploadId"])
+    real_load = uploads.load
+    calls = {"n": 0}
+
+    def stale_then_fresh(upload_id: UUID, owner: str | None = None) -> uploads.Upload:
+        calls["n"] += 1
+        current = real_load(upload_id, owner)
+        if calls["n"] == 1:  # the first read happened before the notification won
+            return dataclasses.replace(current, state="pending")
+        return current
+
+    monkeypatch.setattr(uploads, "load", stale_then_fresh)
+    assert uploads.complete(UUID(created["uploadId"]), OWNER)["state"] == "ready"

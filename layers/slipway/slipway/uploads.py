@@ -363,11 +363,17 @@ def complete(
     verification (asynchronous: hashing 20 GiB outlasts any HTTP request)."""
     upload = load(upload_id, owner)
     if upload.state == "pending":
-        if upload.method == "MULTIPART":
-            _complete_multipart(upload, parts)
-        elif storage.head(settings().uploads_bucket, upload.object_key) is None:
-            raise errors.conflict(Code.NOT_UPLOADED, "nothing has been uploaded to the URL yet")
-        request_verification(upload_id)
+        try:
+            if upload.method == "MULTIPART":
+                _complete_multipart(upload, parts)
+            elif storage.head(settings().uploads_bucket, upload.object_key) is None:
+                raise errors.conflict(Code.NOT_UPLOADED, "nothing has been uploaded to the URL yet")
+        except SlipwayError as exc:
+            # the notification may have settled it (and removed the object) meanwhile
+            if exc.code != Code.NOT_UPLOADED or load(upload_id).state == "pending":
+                raise
+        else:
+            request_verification(upload_id)
     return view(upload_id, owner)
 
 
