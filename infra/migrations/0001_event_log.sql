@@ -29,15 +29,14 @@ CREATE TABLE event_head (
 INSERT INTO event_head (last_sequence, last_digest) VALUES (0, '\x'::bytea || decode(repeat('00', 32), 'hex'));
 
 CREATE FUNCTION events_extend_head() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    head event_head%ROWTYPE;
 BEGIN
-    SELECT * INTO head FROM event_head FOR UPDATE;
-    IF NEW.sequence <> head.last_sequence + 1 OR NEW.prev_digest <> head.last_digest THEN
-        RAISE EXCEPTION 'event % does not extend the log head % (gapless chain)',
-            NEW.sequence, head.last_sequence USING ERRCODE = 'integrity_constraint_violation';
+    -- one statement checks and advances the head (this is on every append's critical path)
+    UPDATE event_head SET last_sequence = NEW.sequence, last_digest = NEW.event_digest
+    WHERE last_sequence = NEW.sequence - 1 AND last_digest = NEW.prev_digest;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'event % does not extend the log head (gapless chain)', NEW.sequence
+            USING ERRCODE = 'integrity_constraint_violation';
     END IF;
-    UPDATE event_head SET last_sequence = NEW.sequence, last_digest = NEW.event_digest;
     PERFORM pg_notify('slipway_events', NEW.sequence::text);
     RETURN NEW;
 END $$;

@@ -64,7 +64,7 @@ class QueueMapping(threading.Thread):
         reply = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=min(self.source.batch_size, 10),
-            WaitTimeSeconds=1,
+            WaitTimeSeconds=20,  # as Lambda polls; returns at once when a message comes
             AttributeNames=["All"],
             MessageAttributeNames=["All"],
         )

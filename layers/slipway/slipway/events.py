@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import cbor2
@@ -37,8 +37,9 @@ class NewEvent:
     payload: Mapping[str, Any]
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    """An appended event (a NamedTuple: immutable and cheap to build, which replay needs)."""
+
     sequence: int
     created_at: datetime
     event_type: str
@@ -50,6 +51,24 @@ class Event:
     payload_digest: bytes
     prev_digest: bytes
     event_digest: bytes
+
+    @classmethod
+    def from_tuple(cls, row: tuple[Any, ...]) -> Event:
+        """From a `SELECT *` row as a tuple (columns in table order): replay's fast path."""
+        seq, created, kind, subject_kind, subject_id, actor, payload, p_digest, prev, digest = row
+        return cls(
+            seq,
+            created,
+            kind,
+            subject_kind,
+            subject_id,
+            actor,
+            cbor2.loads(payload),
+            payload,
+            p_digest,
+            prev,
+            digest,
+        )
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Event:
@@ -140,52 +159,66 @@ def chain_digest(
     return blake3_digest(cbor2.dumps(record, canonical=True))
 
 
-def append(conn: Connection, actor: str, new: NewEvent) -> Event:
+def append(conn: Connection, actor: str, *new_events: NewEvent) -> list[Event]:
+    """Append events in order. The head is read (and locked) once; the numbers and the
+    chain of every event after the first are computed here, since the lock is ours until
+    commit. Inside a pipeline (projections.record uses one) the inserts are queued and
+    travel with the next round trip, keeping the locked part of a transaction short."""
+    prepared = []
+    for new in new_events:  # all that does not need the head, before taking it
+        payload_cbor = canonical_cbor(new.payload)
+        payload = dict(cbor2.loads(payload_cbor))
+        prepared.append((new, payload, payload_cbor, blake3_digest(payload_cbor)))
     head = conn.execute(SQL["lock_head"]).fetchone()
     assert head is not None, "event_head row missing: run the migrations"
-    sequence = head["last_sequence"] + 1
+    sequence, prev = head["last_sequence"], bytes(head["last_digest"])
     created_at: datetime = head["now"]
-    prev = bytes(head["last_digest"])
-    payload_cbor = canonical_cbor(new.payload)
-    payload_digest = blake3_digest(payload_cbor)
-    digest = chain_digest(
-        sequence,
-        created_at,
-        new.event_type,
-        new.subject_kind,
-        new.subject_id,
-        actor,
-        payload_digest,
-        prev,
-    )
-    conn.execute(
-        SQL["insert"],
-        {
-            "sequence": sequence,
-            "created_at": created_at,
-            "event_type": new.event_type,
-            "subject_kind": new.subject_kind,
-            "subject_id": new.subject_id,
-            "actor": actor,
-            "payload": payload_cbor,
-            "payload_digest": payload_digest,
-            "prev_digest": prev,
-            "event_digest": digest,
-        },
-    )
-    return Event(
-        sequence,
-        created_at,
-        new.event_type,
-        new.subject_kind,
-        new.subject_id,
-        actor,
-        dict(cbor2.loads(payload_cbor)),
-        payload_cbor,
-        payload_digest,
-        prev,
-        digest,
-    )
+    appended = []
+    for new, payload, payload_cbor, payload_digest in prepared:
+        sequence += 1
+        digest = chain_digest(
+            sequence,
+            created_at,
+            new.event_type,
+            new.subject_kind,
+            new.subject_id,
+            actor,
+            payload_digest,
+            prev,
+        )
+        appended.append(
+            Event(
+                sequence,
+                created_at,
+                new.event_type,
+                new.subject_kind,
+                new.subject_id,
+                actor,
+                payload,
+                payload_cbor,
+                payload_digest,
+                prev,
+                digest,
+            )
+        )
+        prev = digest
+    for e in appended:  # queued inside a pipeline, sent one by one outside it
+        conn.execute(
+            SQL["insert"],
+            {
+                "sequence": e.sequence,
+                "created_at": e.created_at,
+                "event_type": e.event_type,
+                "subject_kind": e.subject_kind,
+                "subject_id": e.subject_id,
+                "actor": e.actor,
+                "payload": e.payload_cbor,
+                "payload_digest": e.payload_digest,
+                "prev_digest": e.prev_digest,
+                "event_digest": e.event_digest,
+            },
+        )
+    return appended
 
 
 def read(conn: Connection, since: int, limit: int) -> list[Event]:

@@ -23,7 +23,7 @@ from slipway import db, errors, queries
 from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent, rfc3339
-from slipway.projections import record
+from slipway.projections import DbStore, record
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -165,68 +165,57 @@ def claim(types: Sequence[str], worker: str, lease_seconds: int | None = None) -
                     *_terminal_events(job, Code.WORKER_LOST.value, message),
                 )
                 continue
-            record(
-                conn,
-                f"worker:{worker}",
-                NewEvent(
-                    "v1.job.claimed",
-                    "job",
-                    job.id,
-                    {
-                        "worker": worker,
-                        "attempt": job.attempt_count + 1,
-                        "leaseSeconds": lease,
-                        "reclaimed": reclaimed,
-                    },
-                ),
+            store = DbStore(conn, known=[("jobs", row)])  # locked by the claim itself
+            claimed = NewEvent(
+                "v1.job.claimed",
+                "job",
+                job.id,
+                {
+                    "worker": worker,
+                    "attempt": job.attempt_count + 1,
+                    "leaseSeconds": lease,
+                    "reclaimed": reclaimed,
+                },
             )
-            claimed = conn.execute(SQL["get"], {"id": job.id}).fetchone()  # same transaction
-            assert claimed is not None
-            return Job.from_row(claimed)
+            record(conn, f"worker:{worker}", claimed, store=store)
+            projected = store.get("jobs", job.id)
+            assert projected is not None
+            return Job.from_row(projected)
 
 
-def _lock_own(conn: db.Connection, job: Job, worker: str) -> Job | None:
-    """The job, locked, if this worker still holds it; None if its lease was lost."""
+def _lock_own(conn: db.Connection, job: Job, worker: str) -> DbStore | None:
+    """The job locked, in a store for recording, if this worker still holds it; None if
+    its lease was lost (another worker took the job over)."""
     row = conn.execute(SQL["lock"], {"id": job.id}).fetchone()
     if row is None or row["status"] != "RUNNING" or row["locked_by"] != worker:
         return None
     if row["attempt_count"] != job.attempt_count:
         return None
-    return Job.from_row(row)
+    return DbStore(conn, known=[("jobs", row)])
 
 
 def heartbeat(job: Job, worker: str, lease_seconds: int | None = None) -> bool:
     """Extend the lease; False if the job is no longer this worker's."""
     with db.transaction() as conn:
-        if _lock_own(conn, job, worker) is None:
+        store = _lock_own(conn, job, worker)
+        if store is None:
             return False
-        record(
-            conn,
-            f"worker:{worker}",
-            NewEvent(
-                "v1.job.heartbeat",
-                "job",
-                job.id,
-                {
-                    "worker": worker,
-                    "leaseSeconds": lease_seconds or settings().job_lease_seconds,
-                },
-            ),
+        lease = lease_seconds or settings().job_lease_seconds
+        beat = NewEvent(
+            "v1.job.heartbeat", "job", job.id, {"worker": worker, "leaseSeconds": lease}
         )
+        record(conn, f"worker:{worker}", beat, store=store)
         return True
 
 
 def succeed(job: Job, worker: str, results: Iterable[NewEvent] = ()) -> bool:
     """Mark the job SUCCEEDED together with its results; False if the lease was lost."""
     with db.transaction() as conn:
-        if _lock_own(conn, job, worker) is None:
+        store = _lock_own(conn, job, worker)
+        if store is None:
             return False
-        record(
-            conn,
-            f"worker:{worker}",
-            *results,
-            NewEvent("v1.job.succeeded", "job", job.id, {"worker": worker}),
-        )
+        done = NewEvent("v1.job.succeeded", "job", job.id, {"worker": worker})
+        record(conn, f"worker:{worker}", *results, done, store=store)
         return True
 
 
@@ -240,39 +229,31 @@ def backoff_seconds(attempt: int) -> float:
 def fail(job: Job, worker: str, error: SlipwayError) -> str | None:
     """Record a failed attempt: retry later if the error is transient and attempts remain,
     else FAILED for good. Returns the new status, or None if the lease was lost."""
+    code, message = error.code.value, error.message
+    delay = 0.0
     with db.transaction() as conn:
-        current = _lock_own(conn, job, worker)
-        if current is None:
+        store = _lock_own(conn, job, worker)
+        if store is None:
             return None
-        actor = f"worker:{worker}"
+        current = Job.from_row(store.get("jobs", job.id) or {})
         if not error.permanent and current.attempt_count < current.max_attempts:
             delay = backoff_seconds(current.attempt_count)
-            record(
-                conn,
-                actor,
-                NewEvent(
-                    "v1.job.retry_scheduled",
-                    "job",
-                    job.id,
-                    {
-                        "code": error.code.value,
-                        "message": error.message,
-                        "delaySeconds": delay,
-                    },
-                ),
+            retry = NewEvent(
+                "v1.job.retry_scheduled",
+                "job",
+                job.id,
+                {"code": code, "message": message, "delaySeconds": delay},
             )
+            record(conn, f"worker:{worker}", retry, store=store)
             status = "QUEUED"
         else:
+            failed = NewEvent("v1.job.failed", "job", job.id, {"code": code, "message": message})
             record(
                 conn,
-                actor,
-                NewEvent(
-                    "v1.job.failed",
-                    "job",
-                    job.id,
-                    {"code": error.code.value, "message": error.message},
-                ),
-                *_terminal_events(current, error.code.value, error.message),
+                f"worker:{worker}",
+                failed,
+                *_terminal_events(current, code, message),
+                store=store,
             )
             status = "FAILED"
     if status == "QUEUED":

@@ -14,11 +14,18 @@ from slipway.projections.store import TABLES, DbStore, MemoryStore
 __all__ = ["TABLES", "DbStore", "MemoryStore", "ProjectionError", "apply", "record"]
 
 
-def record(conn: Connection, actor: str, *new_events: NewEvent) -> list[Event]:
-    store = DbStore(conn)
-    recorded = []
-    for new in new_events:
-        event = append(conn, actor, new)
-        apply(store, event)
-        recorded.append(event)
+def record(
+    conn: Connection, actor: str, *new_events: NewEvent, store: DbStore | None = None
+) -> list[Event]:
+    """Append the events and apply them; pass a `store` primed with the rows the caller
+    holds locked (and to read the rows as projected afterwards).
+
+    The inserts and the projection writes go out as one pipelined batch: appends hold the
+    log's lock until commit, so each round trip saved there is throughput for everyone.
+    """
+    store = store or DbStore(conn)
+    with conn.pipeline():
+        recorded = append(conn, actor, *new_events)
+        for event in recorded:
+            apply(store, event)
     return recorded

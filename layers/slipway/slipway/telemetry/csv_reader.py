@@ -59,24 +59,24 @@ def _bad(message: str) -> SlipwayError:
 class _Columns:
     """Turns pyarrow batches (file headers) into canonical batches."""
 
-    def __init__(self, mapping: dict[str, str]) -> None:
+    def __init__(self, mapping: dict[str, str], sample: str | None) -> None:
         self.mapping = mapping
-        self.micros_per_unit: int | None = None  # set for epoch times
-        self.iso: bool | None = None
+        self.time_type = timeparse.csv_time_type(sample)
+        self.micros_per_unit = (
+            timeparse.epoch_unit(float(sample))
+            if sample and self.time_type == pa.float64()
+            else None
+        )
 
     def time(self, raw: pa.Array) -> pa.Array:
-        if self.iso is None:
-            first = next((v for v in raw.to_pylist() if v and v.strip()), None)
-            if first is None:
-                return pa.nulls(len(raw), timeparse.UTC_US)
-            self.iso = not timeparse.looks_numeric(first)
-            if not self.iso:
-                self.micros_per_unit = timeparse.epoch_unit(float(first))
         try:
-            if self.iso:
-                return timeparse.from_iso(raw)
-            assert self.micros_per_unit is not None
-            return timeparse.from_epoch(raw, self.micros_per_unit)
+            if raw.type == timeparse.UTC_US:
+                return raw
+            if pa.types.is_timestamp(raw.type):  # naive: the file's times are UTC
+                return pc.assume_timezone(raw, "UTC")
+            if self.micros_per_unit is not None:
+                return timeparse.from_epoch(raw, self.micros_per_unit)
+            return timeparse.from_iso(raw)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise _bad(f"time column {self.mapping['time']!r}: {exc}") from exc
 
@@ -130,10 +130,15 @@ def read(stream: Readable) -> Iterator[pa.RecordBatch]:
             f"no latitude/longitude columns among {headers[:12]}; name them "
             "lat/latitude and lon/lng/long/longitude",
         )
-    types = {mapping["time"]: pa.string()} | {
+    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
+    next(rows, None)
+    first = next(rows, None)
+    index = headers.index(mapping["time"])
+    sample = first[index].strip() if first and len(first) > index else None
+    columns = _Columns(mapping, sample or None)
+    types = {mapping["time"]: columns.time_type} | {
         mapping[c]: pa.float64() for c in ("lat", "lon", "alt", "speed") if c in mapping
     }
-    columns = _Columns(mapping)
     try:
         reader = pacsv.open_csv(
             io.BufferedReader(_Prefixed(head, stream), buffer_size=BLOCK_BYTES),

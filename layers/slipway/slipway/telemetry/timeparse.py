@@ -12,8 +12,24 @@ UTC_US = pa.timestamp("us", tz="UTC")
 _NUMBER = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
 
 
+_ZONED = re.compile(r"(Z|[+-]\d\d:?\d\d)$", re.IGNORECASE)
+
+
 def looks_numeric(sample: str) -> bool:
     return bool(_NUMBER.match(sample))
+
+
+def csv_time_type(sample: str | None) -> pa.DataType:
+    """The type pyarrow's CSV reader should parse a time column as, judged by its first
+    value: numbers (epoch), zoned ISO 8601 (straight to UTC), naive ISO 8601 (then UTC);
+    anything else is read as text and parsed here."""
+    if sample is None:
+        return pa.string()
+    if looks_numeric(sample):
+        return pa.float64()
+    if re.match(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d", sample):
+        return UTC_US if _ZONED.search(sample) else pa.timestamp("us")
+    return pa.string()
 
 
 def epoch_unit(first_value: float) -> int:

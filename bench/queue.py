@@ -1,0 +1,206 @@
+"""The job queue: claim + finish jobs/s with 4 worker processes (slipway.jobs) vs pgbench
+running the same SQL with 4 clients on the same database (goal ≥ 0.5×).
+
+Both sides do, per job: a claim transaction (SELECT … FOR UPDATE SKIP LOCKED, lock the
+log head, append `v1.job.claimed`, update the job) and a finish transaction (lock the job,
+lock the head, append `v1.job.succeeded`, update the job). pgbench cannot compute BLAKE3,
+so its events carry constant digests (still accepted by the head trigger).
+
+Usage: python bench/queue.py [jobs]   (the stack must be up: make up)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: import `bench`, and never shadow the stdlib
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import multiprocessing
+import os
+import re
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from bench.common import DATA, result, scratch_database, use_stack
+from slipway import db, jobs
+from slipway.projections import record
+
+WORKERS = 4
+TYPE = "bench"
+PGBENCH_SCRIPT = """
+BEGIN;
+SELECT id AS job_id FROM jobs WHERE type = 'bench'
+  AND ((status = 'QUEUED' AND (next_retry_at IS NULL OR next_retry_at <= now()))
+       OR (status = 'RUNNING' AND lease_expires_at < now()))
+  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED \\gset
+SELECT last_sequence + 1 AS seq, last_digest AS prev, clock_timestamp() AS ts
+  FROM event_head FOR UPDATE \\gset
+INSERT INTO events VALUES (:seq, :ts, 'v1.job.claimed', 'job', :job_id, 'pgbench',
+  '\\xa0', decode(repeat('00', 32), 'hex'), :prev, decode(repeat('00', 32), 'hex'));
+UPDATE jobs SET status = 'RUNNING', attempt_count = attempt_count + 1, locked_at = :ts,
+  locked_by = 'pgbench', lease_expires_at = :ts::timestamptz + interval '120 seconds',
+  started_at = coalesce(started_at, :ts), updated_at = :ts, last_sequence = :seq
+  WHERE id = :job_id;
+SELECT * FROM jobs WHERE id = :job_id;
+COMMIT;
+BEGIN;
+SELECT * FROM jobs WHERE id = :job_id FOR UPDATE;
+SELECT last_sequence + 1 AS seq, last_digest AS prev, clock_timestamp() AS ts
+  FROM event_head FOR UPDATE \\gset
+INSERT INTO events VALUES (:seq, :ts, 'v1.job.succeeded', 'job', :job_id, 'pgbench',
+  '\\xa0', decode(repeat('00', 32), 'hex'), :prev, decode(repeat('00', 32), 'hex'));
+UPDATE jobs SET status = 'SUCCEEDED', locked_at = NULL, locked_by = NULL,
+  lease_expires_at = NULL, finished_at = :ts, updated_at = :ts, last_sequence = :seq
+  WHERE id = :job_id;
+COMMIT;
+"""
+
+
+def enqueue(url: str, count: int) -> None:
+    os.environ["DATABASE_URL"] = url
+    db.close_pool()
+    from slipway import config
+
+    config.settings.cache_clear()
+    with db.transaction() as conn:
+        for _ in range(count):
+            record(conn, "bench", jobs.queued(TYPE, "bench", None, {}))
+    db.close_pool()
+
+
+def _worker(url: str, start: Any, out: Any) -> None:
+    os.environ.update(DATABASE_URL=url, SLIPWAY_DB_POOL_MAX="2")
+    jobs.get  # imports done before the clock starts  # noqa: B018
+    start.wait()
+    began, done = time.time(), 0
+    name = f"w{os.getpid()}"
+    while (job := jobs.claim([TYPE], name)) is not None:
+        jobs.succeed(job, name)
+        done += 1
+    out.put((began, time.time(), done))
+
+
+def slipway_side(url: str) -> tuple[float, int]:
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, start, out)) for _ in range(WORKERS)]
+    for p in procs:
+        p.start()
+    time.sleep(3)  # let every worker import and connect
+    start.set()
+    reports = [out.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    elapsed = max(r[1] for r in reports) - min(r[0] for r in reports)
+    return elapsed, sum(r[2] for r in reports)
+
+
+def pgbench_side(url: str, count: int) -> float:
+    binary = next(
+        (
+            p
+            for p in ("/usr/lib/postgresql/15/bin/pgbench", "pgbench")
+            if os.path.exists(p) or p == "pgbench"
+        ),
+        "pgbench",
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write(PGBENCH_SCRIPT)
+    out = subprocess.run(
+        [
+            binary,
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(WORKERS),
+            "-j",
+            str(WORKERS),
+            "-t",
+            str(count // WORKERS),
+            "-f",
+            script.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        sys.exit(f"pgbench failed:\n{out.stdout[-1500:]}\n{out.stderr[-1500:]}")
+    os.unlink(script.name)
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
+    assert match, out.stdout + out.stderr
+    return float(match.group(1))
+
+
+def procrastinate_side(admin_url: str, count: int) -> float | None:
+    """procrastinate (a Postgres job queue for Python) on the same server, if it installs
+    (into its own virtualenv under .slipway/bench, once)."""
+    venv = DATA / "procrastinate-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        made = subprocess.run([sys.executable, "-m", "venv", str(venv)], check=False)
+        got = (
+            made.returncode == 0
+            and subprocess.run(
+                [str(python), "-m", "pip", "install", "--quiet", "procrastinate==3.10.0"],
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
+        if not got:
+            print("procrastinate: could not be installed here; no third comparison")
+            return None
+    with scratch_database(admin_url) as url:
+        side = Path(__file__).with_name("procrastinate_side.py")
+        out = subprocess.run(
+            [str(python), "-I", str(side), url, str(count)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if out.returncode != 0:
+        print(f"procrastinate: failed: {out.stderr.strip().splitlines()[-1:]}")
+        return None
+    done, seconds = out.stdout.split()
+    rate = int(done) / float(seconds)
+    print(f"procrastinate 3.10 (one worker, concurrency 4): {rate:,.0f} jobs/s")
+    return rate
+
+
+def main() -> None:
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
+    env = use_stack()
+    with scratch_database(env["DATABASE_URL"]) as url:
+        enqueue(url, count)
+        elapsed, done = slipway_side(url)
+        ours = done / elapsed
+    with scratch_database(env["DATABASE_URL"]) as url:
+        enqueue(url, count)
+        reference = pgbench_side(url, count)
+    print(f"pgbench, the same SQL ({WORKERS} clients): {reference:,.0f} jobs/s")
+    print(
+        f"slipway.jobs claim + succeed ({WORKERS} worker processes): {ours:,.0f} jobs/s "
+        f"({done} jobs in {elapsed:.1f} s)"
+    )
+    third = procrastinate_side(env["DATABASE_URL"], count)
+    extra = {"procrastinate_jobs_per_s": third, "vs_procrastinate": ours / third} if third else {}
+    result(
+        "queue",
+        ours / reference,
+        slipway_jobs_per_s=ours,
+        pgbench_jobs_per_s=reference,
+        workers=WORKERS,
+        jobs=done,
+        **extra,
+    )
+
+
+if __name__ == "__main__":
+    main()
