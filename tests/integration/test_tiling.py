@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 import pyvips
 
-from slipway import slides, storage, tiling
+from slipway import storage, tilestore, tiling
 from slipway.errors import Code, SlipwayError
 from slipway.jobs import Job
 from slipway.worker import Lease
@@ -79,6 +78,24 @@ def objects(prefix: str) -> dict[str, int]:
     return {k: size for k, size, _ in storage.list_keys(os.environ["SLIPWAY_TILES_BUCKET"], prefix)}
 
 
+def tile_names(prefix: str, layout: str) -> list[str]:
+    """Every stored tile as 'level/col_row.ext'."""
+    if layout == "archive":
+        return sorted(tilestore._index(os.environ["SLIPWAY_TILES_BUCKET"], prefix)["tiles"])
+    marker = f"{tilestore.DZI_NAME}_files/"
+    return sorted(k.split(marker, 1)[1] for k in objects(prefix) if marker in k)
+
+
+def read_tile(prefix: str, layout: str, name: str) -> bytes:
+    level, tile = name.split("/")
+    bucket = os.environ["SLIPWAY_TILES_BUCKET"]
+    if layout == "archive":
+        data = tilestore.read_archived_tile(bucket, prefix, int(level), tile)
+        assert data is not None
+        return data
+    return storage.read_bytes(bucket, tilestore.tile_key(prefix, int(level), tile))
+
+
 SOURCES: dict[str, Callable[[pyvips.Image], bytes]] = {
     "pyramidal tiff": lambda im: im.tiffsave_buffer(tile=True, pyramid=True, compression="jpeg"),
     "bigtiff": lambda im: im.tiffsave_buffer(tile=True, pyramid=True, bigtiff=True),
@@ -92,29 +109,37 @@ SOURCES: dict[str, Callable[[pyvips.Image], bytes]] = {
 }
 
 
-@pytest.mark.parametrize("kind", list(SOURCES))
-def test_formats_become_a_complete_deep_zoom_pyramid(kind: str) -> None:
-    result, prefix = tile_bytes(SOURCES[kind](sample()))
+@pytest.mark.parametrize(
+    ("kind", "layout"),
+    [(kind, "archive") for kind in SOURCES] + [("pyramidal tiff", "files"), ("jpeg", "files")],
+)
+def test_formats_become_a_complete_deep_zoom_pyramid(kind: str, layout: str) -> None:
+    result, prefix = tile_bytes(SOURCES[kind](sample()), tiling.TileOptions(layout=layout))
     assert (result["width"], result["height"], result["levels"]) == (1500, 1000, 12)
-    found = objects(prefix)
-    tiles = [k for k in found if re.search(r"slide_files/\d+/\d+_\d+\.jpeg$", k)]
+    assert result["layout"] == layout
+    tiles = tile_names(prefix, layout)
     assert len(tiles) == result["tileCount"] > 0
-    descriptor = storage.read_bytes(os.environ["SLIPWAY_TILES_BUCKET"], slides.dzi_key(prefix))
+    descriptor = storage.read_bytes(os.environ["SLIPWAY_TILES_BUCKET"], tilestore.dzi_key(prefix))
     assert b'Width="1500"' in descriptor and b'TileSize="254"' in descriptor
-    deepest = [k for k in tiles if "/slide_files/11/" in k]
+    deepest = [name for name in tiles if name.startswith("11/")]
     assert len(deepest) == 6 * 4  # ceil(1500/254) × ceil(1000/254)
-    tile = pyvips.Image.new_from_buffer(
-        storage.read_bytes(os.environ["SLIPWAY_TILES_BUCKET"], deepest[0]), ""
-    )
+    tile = pyvips.Image.new_from_buffer(read_tile(prefix, layout, deepest[0]), "")
     assert tile.bands == 3 and tile.width in (255, 256)
+    if layout == "archive":  # a handful of objects, not one per tile
+        assert set(objects(prefix)) == {
+            tilestore.dzi_key(prefix),
+            tilestore.archive_key(prefix),
+            tilestore.index_key(prefix),
+        }
 
 
 def test_tile_options_are_honoured() -> None:
     options = tiling.TileOptions(tile_size=512, overlap=0, format="webp", quality=70)
     result, prefix = tile_bytes(SOURCES["jpeg"](sample()), options)
     assert result["format"] == "webp"
-    assert all(k.endswith((".webp", ".dzi")) for k in objects(prefix))
-    assert len([k for k in objects(prefix) if "/slide_files/11/" in k]) == 3 * 2
+    names = tile_names(prefix, "archive")
+    assert all(n.endswith(".webp") for n in names)
+    assert len([n for n in names if n.startswith("11/")]) == 3 * 2
 
 
 @pytest.mark.parametrize(
@@ -150,33 +175,46 @@ def test_bad_images_fail_permanently_and_leave_no_descriptor(
             tiling.TileOptions(),
         )
     assert caught.value.code == code and caught.value.permanent
-    assert slides.dzi_key(prefix) not in objects(prefix)
+    assert objects(prefix) == {}, "nothing half-written is visible"
+    open_uploads = storage.list_multipart_uploads(os.environ["SLIPWAY_TILES_BUCKET"], prefix)
+    assert list(open_uploads) == [], "the archive's multipart upload was aborted"
 
 
-def test_retiling_converges_to_the_same_pyramid() -> None:
+@pytest.mark.parametrize("layout", tilestore.LAYOUTS)
+def test_retiling_converges_to_the_same_pyramid(layout: str) -> None:
     data = SOURCES["pyramidal tiff"](sample(900, 700))
     bucket, key = stored(data)
     prefix = f"test-slides/{uuid.uuid4()}/"
-    out = os.environ["SLIPWAY_TILES_BUCKET"]
-    first = tiling.tile(bucket, key, len(data), out, prefix, lease(), tiling.TileOptions())
-    etags = {k: storage.head(out, k).etag for k in objects(prefix)}  # type: ignore[union-attr]
-    second = tiling.tile(bucket, key, len(data), out, prefix, lease(), tiling.TileOptions())
+    out, options = os.environ["SLIPWAY_TILES_BUCKET"], tiling.TileOptions(layout=layout)
+
+    def pyramid() -> dict[str, bytes]:
+        tilestore._index.cache_clear()
+        return {name: read_tile(prefix, layout, name) for name in tile_names(prefix, layout)}
+
+    first = tiling.tile(bucket, key, len(data), out, prefix, lease(), options)
+    tiles = pyramid()
+    second = tiling.tile(bucket, key, len(data), out, prefix, lease(), options)
     assert first == second
-    assert {k: storage.head(out, k).etag for k in objects(prefix)} == etags  # type: ignore[union-attr]
+    assert pyramid() == tiles, "the same tiles, byte for byte"
+    if layout == "files":
+        assert len(objects(prefix)) == len(tiles) + 1  # the tiles and the descriptor, once
 
 
-def test_the_descriptor_is_written_only_after_every_tile(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_put = storage.put_bytes
+@pytest.mark.parametrize(("layout", "call"), [("files", "put_bytes"), ("archive", "upload_part")])
+def test_the_descriptor_is_written_only_after_every_tile(
+    monkeypatch: pytest.MonkeyPatch, layout: str, call: str
+) -> None:
+    real = getattr(storage, call)
     calls = {"n": 0}
 
-    def flaky_put(bucket: str, key: str, data: bytes, content_type: str) -> None:
+    def flaky(*args: Any) -> Any:
         calls["n"] += 1
-        if calls["n"] == 40:
+        if calls["n"] == (40 if call == "put_bytes" else 1):
             raise ConnectionError("storage hiccup")
-        real_put(bucket, key, data, content_type)
+        return real(*args)
 
-    monkeypatch.setattr(storage, "put_bytes", flaky_put)
-    data = SOURCES["jpeg"](sample())
+    monkeypatch.setattr(storage, call, flaky)
+    data = SOURCES["jpeg"](sample(3000, 2000))
     bucket, key = stored(data)
     prefix = f"test-slides/{uuid.uuid4()}/"
     with pytest.raises(ConnectionError):
@@ -187,6 +225,7 @@ def test_the_descriptor_is_written_only_after_every_tile(monkeypatch: pytest.Mon
             os.environ["SLIPWAY_TILES_BUCKET"],
             prefix,
             lease(),
-            tiling.TileOptions(),
+            tiling.TileOptions(layout=layout),
         )
-    assert slides.dzi_key(prefix) not in objects(prefix), "no descriptor for a partial pyramid"
+    assert tilestore.dzi_key(prefix) not in objects(prefix), "no descriptor for a partial pyramid"
+    assert tilestore.archive_key(prefix) not in objects(prefix)

@@ -15,7 +15,12 @@ from slipway.zipstream import ZipStream, ZipStreamError
 
 def feed(data: bytes, piece: int) -> dict[str, bytes]:
     got: dict[str, bytes] = {}
-    stream = ZipStream(lambda name, content: got.__setitem__(name, content))
+
+    def entry(name: str, content: bytes, offset: int) -> None:
+        assert data[offset : offset + len(content)] == content, "offset points at the data"
+        got[name] = content
+
+    stream = ZipStream(entry)
     for i in range(0, len(data), piece):
         stream.write(data[i : i + piece])
     assert stream.finished

@@ -3,19 +3,16 @@ Zoom pyramid can be read. No pyvips here; tiling itself is in `tiling`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from slipway import auth, db, errors, jobs, queries, storage, uploads
+from slipway import auth, db, errors, jobs, queries, storage, tilestore, uploads
 from slipway.config import settings
+from slipway.tilestore import DZI_NAME, dzi_key
 
 SQL = queries.load("slides")
-DZI_NAME = "slide"  # the pyramid is {prefix}slide.dzi + {prefix}slide_files/…
 TILE_URL_TTL_SECONDS = 3600
-
-
-def dzi_key(prefix: str) -> str:
-    return f"{prefix}{DZI_NAME}.dzi"
 
 
 def _status_and_error(upload: uploads.Upload, job: jobs.Job | None) -> tuple[str, Any]:
@@ -92,8 +89,21 @@ def dzi_descriptor(upload_id: UUID, token: str) -> bytes:
     return storage.read_bytes(settings().tiles_bucket, dzi_key(slide["tiles_prefix"]))
 
 
-def tile_url(upload_id: UUID, token: str, level: int, tile: str) -> str:
-    """A short-lived URL of one tile object (the API redirects there)."""
+@dataclass(frozen=True)
+class Tile:
+    """One tile as the API answers it: its bytes (archive layout) or where to fetch it."""
+
+    data: bytes | None = None
+    redirect: str | None = None
+
+
+def tile(upload_id: UUID, token: str, level: int, name: str) -> Tile:
     slide = _tiled(upload_id, token)
-    key = f"{slide['tiles_prefix']}{DZI_NAME}_files/{level}/{tile}"
-    return storage.presign_get(settings().tiles_bucket, key, ttl=TILE_URL_TTL_SECONDS)
+    bucket, prefix = settings().tiles_bucket, slide["tiles_prefix"]
+    if slide["layout"] == "archive":
+        data = tilestore.read_archived_tile(bucket, prefix, level, name)
+        if data is None:
+            raise errors.not_found("tile")
+        return Tile(data=data)
+    key = tilestore.tile_key(prefix, level, name)
+    return Tile(redirect=storage.presign_get(bucket, key, ttl=TILE_URL_TTL_SECONDS))

@@ -197,6 +197,13 @@ def complete_multipart(bucket: str, key: str, multipart_id: str, parts: list[Par
     )
 
 
+def upload_part(bucket: str, key: str, multipart_id: str, number: int, data: bytes) -> Part:
+    reply = client().upload_part(
+        Bucket=bucket, Key=key, UploadId=multipart_id, PartNumber=number, Body=data
+    )
+    return Part(number, reply["ETag"], len(data), None)
+
+
 def abort_multipart(bucket: str, key: str, multipart_id: str) -> None:
     try:
         client().abort_multipart_upload(Bucket=bucket, Key=key, UploadId=multipart_id)
@@ -229,6 +236,13 @@ def iter_chunks(bucket: str, key: str, chunk_size: int = 8 * MiB) -> Iterator[by
 
 def read_bytes(bucket: str, key: str) -> bytes:
     return client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def read_range(bucket: str, key: str, offset: int, length: int) -> bytes:
+    reply = client().get_object(
+        Bucket=bucket, Key=key, Range=f"bytes={offset}-{offset + length - 1}"
+    )
+    return reply["Body"].read()
 
 
 def put_bytes(bucket: str, key: str, data: bytes, content_type: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,13 +17,12 @@ from typing import Any
 
 import pyvips
 
-from slipway import slides, storage, uploads
+from slipway import storage, tilestore, uploads
 from slipway.config import MiB, settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent
 from slipway.jobs import Job
 from slipway.worker import Lease
-from slipway.zipstream import ZipStream
 
 log = logging.getLogger(__name__)
 FORMATS = ("jpeg", "webp", "png")
@@ -37,6 +35,7 @@ class TileOptions:
     format: str = "jpeg"
     quality: int = 85
     skip_blanks: int = -1  # dzsave's threshold; -1 keeps every tile
+    layout: str = "archive"  # or "files": see slipway.tilestore
 
     @classmethod
     def from_env(cls) -> TileOptions:
@@ -47,8 +46,13 @@ class TileOptions:
             format=env.get("SLIPWAY_TILE_FORMAT", "jpeg"),
             quality=int(env.get("SLIPWAY_TILE_QUALITY", 85)),
             skip_blanks=int(env.get("SLIPWAY_TILE_SKIP_BLANKS", -1)),
+            layout=env.get("SLIPWAY_TILE_LAYOUT", "archive"),
         )
-        if options.format not in FORMATS or not 1 <= options.tile_size <= 8192:
+        if (
+            options.format not in FORMATS
+            or options.layout not in tilestore.LAYOUTS
+            or not 1 <= options.tile_size <= 8192
+        ):
             raise ValueError(f"bad tile options {options}")
         return options
 
@@ -125,69 +129,6 @@ class RangedObject:
 # writing: dzsave → zip stream → parallel PUTs -------------------------------------------
 
 
-class TileWriter:
-    """Receives dzsave's ZIP stream and stores each tile under `prefix`, in parallel, with
-    back-pressure; the `.dzi` is held back and written by `finish`, after all tiles."""
-
-    def __init__(self, bucket: str, prefix: str, lease: Lease, parallel: int = 16) -> None:
-        self.bucket, self.prefix, self.lease = bucket, prefix, lease
-        self.descriptor: bytes | None = None
-        self.tiles = 0
-        self.error: BaseException | None = None
-        self._slots = threading.Semaphore(parallel * 2)
-        self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="put")
-        self._zip = ZipStream(self._on_entry)
-
-    def _put(self, key: str, data: bytes, content_type: str) -> None:
-        try:
-            storage.put_bytes(self.bucket, key, data, content_type)
-        except BaseException as exc:
-            self.error = self.error or exc
-        finally:
-            self._slots.release()
-
-    def _on_entry(self, name: str, data: bytes) -> None:
-        if name.endswith(".dzi"):
-            self.descriptor = data
-        elif "/vips-properties" in name:
-            return
-        else:
-            self._slots.acquire()
-            self.tiles += 1
-            suffix = name.rsplit(".", 1)[-1]
-            self._pool.submit(self._put, self.prefix + name, data, f"image/{suffix}")
-
-    def write(self, data: bytes) -> int:
-        """pyvips' on_write: returning -1 makes dzsave stop."""
-        if self.error is not None or self.lease.lost:
-            return -1
-        try:
-            self._zip.write(bytes(data))
-        except BaseException as exc:
-            self.error = exc
-            return -1
-        return len(data)
-
-    def target(self) -> pyvips.Target:
-        tgt = pyvips.TargetCustom()
-        tgt.on_write(self.write)
-        tgt.on_end(lambda: 0)
-        return tgt
-
-    def finish(self) -> None:
-        self._pool.shutdown(wait=True)
-        if self.error is not None:
-            raise self.error
-        if self.descriptor is None:
-            raise RuntimeError("dzsave produced no .dzi descriptor")
-        storage.put_bytes(
-            self.bucket, slides.dzi_key(self.prefix), self.descriptor, "application/xml"
-        )
-
-    def abandon(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 def levels_for(width: int, height: int) -> int:
     """Deep Zoom levels: 1×1 up to full size, halving each time (ceil(log2(side)) + 1)."""
     return (max(width, height) - 1).bit_length() + 1
@@ -204,7 +145,7 @@ def tile(
 ) -> dict[str, Any]:
     """Build the pyramid of one source object; returns what the slide record holds."""
     source = RangedObject(bucket, key, size)
-    writer = TileWriter(out_bucket, prefix, lease)
+    writer = tilestore.writer(options.layout, out_bucket, prefix, lease)
     try:
         try:
             image = pyvips.Image.new_from_source(
@@ -226,7 +167,7 @@ def tile(
         try:
             image.dzsave_target(
                 writer.target(),
-                basename=slides.DZI_NAME,
+                basename=tilestore.DZI_NAME,
                 container="zip",
                 compression=0,
                 tile_size=options.tile_size,
@@ -259,6 +200,7 @@ def tile(
         "levels": levels_for(width, height),
         "tileCount": writer.tiles,
         "tilesPrefix": prefix,
+        "layout": options.layout,
     }
 
 

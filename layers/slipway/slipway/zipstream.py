@@ -23,11 +23,13 @@ class ZipStreamError(ValueError):
 
 
 class ZipStream:
-    """Feed bytes with `write`; `on_entry(name, data)` is called for each whole entry."""
+    """Feed bytes with `write`; `on_entry(name, data, offset)` is called for each whole
+    entry, `offset` being where its data starts in the stream."""
 
-    def __init__(self, on_entry: Callable[[str, bytes], None]) -> None:
+    def __init__(self, on_entry: Callable[[str, bytes, int], None]) -> None:
         self.on_entry = on_entry
         self.buffer = bytearray()
+        self.consumed = 0  # stream position of buffer[0]
         self.finished = False  # reached the central directory
         self._name: str | None = None
         self._known_size: int | None = None
@@ -61,6 +63,7 @@ class ZipStream:
                 return False
             name = bytes(buf[_HEADER.size : _HEADER.size + name_len]).decode()
             del buf[:start]
+            self.consumed += start
             known = None if flags & 0x08 else csize  # else a descriptor follows the data
             self._name, self._scan_from, self._known_size = name, 0, known
             return True
@@ -92,6 +95,8 @@ class ZipStream:
     def _emit(self, size: int, descriptor: int) -> None:
         assert self._name is not None
         data = bytes(self.buffer[:size])
+        offset = self.consumed
         del self.buffer[: size + descriptor]
+        self.consumed += size + descriptor
         name, self._name = self._name, None
-        self.on_entry(name, data)
+        self.on_entry(name, data, offset)

@@ -60,21 +60,27 @@ def routes() -> APIGatewayHttpRouter:
         )
 
     @router.get("/v1/slides/<uploadId>/dzi/<token>/slide_files/<level>/<tile>")
-    def get_tile(
+    def get_tile(  # type: ignore[no-untyped-def]
         upload_id: UploadId,
         token: Token,
         level: Annotated[int, Path(ge=0, le=64)],
         tile: Annotated[str, Path()],
-    ) -> Response[str]:
-        """One tile: a redirect to a short-lived URL of the object."""
+    ):
+        """One tile: its bytes (read from the slide's archive), or a redirect to a
+        short-lived URL of its object. Unannotated: a binary body (see _asset)."""
         if not _TILE.match(tile):
             raise errors.not_found("tile")
-        url = slides.tile_url(upload_id, token, level, tile)
+        found = slides.tile(upload_id, token, level, tile)
+        if found.data is not None:
+            kind = "image/jpeg" if tile.endswith((".jpeg", ".jpg")) else f"image/{tile[-4:]}"
+            return Response(
+                200, kind, found.data, headers={"Cache-Control": "private, max-age=86400"}
+            )
         return Response(
             302,
             "text/plain",
             "",
-            headers={"Location": url, "Cache-Control": "private, max-age=300"},
+            headers={"Location": found.redirect or "", "Cache-Control": "private, max-age=300"},
         )
 
     @router.get("/v1/slides/<uploadId>/viewer/<token>")

@@ -299,6 +299,7 @@ def _slide_tiled(s: Store, e: Event) -> None:
             "levels": p["levels"],
             "tile_count": p["tileCount"],
             "tiles_prefix": p["tilesPrefix"],
+            "layout": p.get("layout", "files"),  # events before layouts: per-tile objects
             "created_at": previous["created_at"] if previous else e.created_at,
             "updated_at": e.created_at,
             "last_sequence": e.sequence,

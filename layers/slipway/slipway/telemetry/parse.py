@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,6 +75,38 @@ class Written:
     end: datetime
 
 
+class _RowGroupWriter:
+    """Writes row groups on a thread of its own, one queued at most: Parquet encoding and
+    compression overlap the parsing instead of stalling it."""
+
+    def __init__(self, path: str) -> None:
+        self._writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="parquet", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (table := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write_table(table)
+                except BaseException as exc:
+                    self._error = exc
+
+    def write(self, batches: list[pa.RecordBatch]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(pa.Table.from_batches(batches, SCHEMA))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None:
+            raise self._error
+
+
 def write_parquet(
     source: Iterator[pa.RecordBatch], path: str, lease: Lease | None = None
 ) -> Written:
@@ -82,7 +116,8 @@ def write_parquet(
     last: pa.TimestampScalar | None = None
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
-    with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
+    writer = _RowGroupWriter(path)
+    try:
         for batch in source:
             if lease is not None:
                 lease.check()
@@ -100,10 +135,12 @@ def write_parquet(
             pending_rows += batch.num_rows
             rows += batch.num_rows
             if pending_rows >= ROW_GROUP_ROWS:
-                writer.write_table(pa.Table.from_batches(pending, SCHEMA))
+                writer.write(pending)
                 pending, pending_rows = [], 0
         if pending:
-            writer.write_table(pa.Table.from_batches(pending, SCHEMA))
+            writer.write(pending)
+    finally:
+        writer.close()
     if rows == 0 or first is None or last is None:
         raise SlipwayError(Code.EMPTY_FILE, "no rows with a time and a position")
     if not ordered:  # rare: sort once (memory proportional to the rows, documented)
