@@ -17,7 +17,6 @@ if __package__ in (None, ""):  # run as a script: import `bench`, and never shad
 import shutil
 import tempfile
 import uuid
-from datetime import UTC, datetime
 
 from bench.common import DATA, itself, measure, result, use_stack
 
@@ -55,29 +54,8 @@ def make_slide(side: int) -> Path:
 def slipway_side(key: str, size: int, layout: str) -> None:
     env = use_stack()
     from slipway import tiling
-    from slipway.jobs import Job
     from slipway.worker import Lease
 
-    now = datetime.now(UTC)
-    job = Job(
-        uuid.uuid4(),
-        "tile",
-        "bench",
-        None,
-        "RUNNING",
-        {},
-        1,
-        3,
-        "bench",
-        None,
-        None,
-        None,
-        None,
-        now,
-        now,
-        now,
-        None,
-    )
     prefix = f"bench/{uuid.uuid4()}/"
     out = tiling.tile(
         env["SLIPWAY_DATA_BUCKET"],
@@ -85,7 +63,7 @@ def slipway_side(key: str, size: int, layout: str) -> None:
         size,
         env["SLIPWAY_TILES_BUCKET"],
         prefix,
-        Lease(job, "bench", 900),
+        Lease.detached("tile", "bench"),
         tiling.TileOptions(),
     )
     print(out["tileCount"])

@@ -219,3 +219,20 @@ def test_only_queued_jobs_of_your_own_can_be_cancelled(on_scratch_db: str) -> No
     assert caught.value.status == 409
     with pytest.raises(SlipwayError):
         jobs.cancel(uuid4(), "tester")
+
+
+def test_heartbeats_carry_the_progress_a_handler_reports(on_scratch_db: str) -> None:
+    (job_id,) = enqueue(["ok"])
+
+    def slow(job: jobs.Job, lease: worker.Lease) -> list[NewEvent]:
+        lease.progress["tiles"] = 512
+        time.sleep(1.6)  # lease of 3 s: a heartbeat every second
+        return []
+
+    with library_settings(SLIPWAY_JOB_LEASE_SECONDS="3"):
+        job = jobs.claim([TYPE], "w1")
+        assert job is not None
+        assert worker.run_one(job, slow, "w1") == "SUCCEEDED"
+    final = jobs.get(job_id)
+    assert final.progress == {"tiles": 512}
+    assert final.to_api()["progress"] == {"tiles": 512}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,32 +12,11 @@ import pyvips
 
 from slipway import storage, tilestore, tiling
 from slipway.errors import Code, SlipwayError
-from slipway.jobs import Job
 from slipway.worker import Lease
 
 
 def lease() -> Lease:
-    now = datetime.now(UTC)
-    job = Job(
-        uuid.uuid4(),
-        "tile",
-        "t",
-        None,
-        "RUNNING",
-        {},
-        1,
-        3,
-        "t",
-        None,
-        None,
-        None,
-        None,
-        now,
-        now,
-        now,
-        None,
-    )
-    return Lease(job, "tester", 60)
+    return Lease.detached("tile", "tester", 60)
 
 
 def sample(width: int = 1500, height: int = 1000) -> pyvips.Image:

@@ -235,3 +235,28 @@ def test_replaying_the_same_events_gives_the_same_rows() -> None:
         apply(one, e)
         apply(two, e)
     assert one.tables == two.tables
+
+
+def test_progress_comes_with_heartbeats_and_a_new_attempt_starts_over() -> None:
+    store, job = MemoryStore(), uuid4()
+    claim = {"worker": "w", "attempt": 1, "leaseSeconds": 60, "reclaimed": False}
+    for e in [
+        NewEvent(
+            "v1.job.queued",
+            "job",
+            job,
+            {"type": "tile", "owner": "a", "uploadId": None, "payload": {}, "maxAttempts": 3},
+        ),
+        NewEvent("v1.job.claimed", "job", job, claim),
+        NewEvent(
+            "v1.job.heartbeat",
+            "job",
+            job,
+            {"worker": "w", "leaseSeconds": 60, "progress": {"tiles": 10}},
+        ),
+        NewEvent("v1.job.heartbeat", "job", job, {"worker": "w", "leaseSeconds": 60}),
+    ]:
+        apply(store, event(e))
+    assert store.get("jobs", job)["progress"] == {"tiles": 10}  # type: ignore[index]
+    apply(store, event(NewEvent("v1.job.claimed", "job", job, claim | {"attempt": 2})))
+    assert store.get("jobs", job)["progress"] is None  # type: ignore[index]

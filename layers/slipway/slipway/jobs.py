@@ -53,6 +53,7 @@ class Job:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    progress: dict[str, Any] | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -84,6 +85,7 @@ class Job:
             "startedAt": ts(self.started_at),
             "finishedAt": ts(self.finished_at),
             "nextRetryAt": ts(self.next_retry_at),
+            "progress": self.progress,
         }
 
 
@@ -194,16 +196,22 @@ def _lock_own(conn: db.Connection, job: Job, worker: str) -> DbStore | None:
     return DbStore(conn, known=[("jobs", row)])
 
 
-def heartbeat(job: Job, worker: str, lease_seconds: int | None = None) -> bool:
-    """Extend the lease; False if the job is no longer this worker's."""
+def heartbeat(
+    job: Job,
+    worker: str,
+    lease_seconds: int | None = None,
+    progress: Mapping[str, Any] | None = None,
+) -> bool:
+    """Extend the lease (and report progress); False if the job is no longer this worker's."""
     with db.transaction() as conn:
         store = _lock_own(conn, job, worker)
         if store is None:
             return False
         lease = lease_seconds or settings().job_lease_seconds
-        beat = NewEvent(
-            "v1.job.heartbeat", "job", job.id, {"worker": worker, "leaseSeconds": lease}
-        )
+        payload: dict[str, Any] = {"worker": worker, "leaseSeconds": lease}
+        if progress:
+            payload["progress"] = dict(progress)
+        beat = NewEvent("v1.job.heartbeat", "job", job.id, payload)
         record(conn, f"worker:{worker}", beat, store=store)
         return True
 

@@ -48,6 +48,7 @@ def tile_key(prefix: str, level: int, name: str) -> str:
 
 class Lease(Protocol):
     lost: bool
+    progress: dict[str, Any]
 
 
 class Writer:
@@ -66,6 +67,7 @@ class Writer:
             self.descriptor = data
         elif "/vips-properties" not in name:
             self.tiles += 1
+            self.lease.progress["tiles"] = self.tiles
             self.store_tile(name.removeprefix(f"{DZI_NAME}_files/"), data, offset)
 
     def store_tile(self, name: str, data: bytes, offset: int) -> None:

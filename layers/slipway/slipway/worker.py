@@ -12,6 +12,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
 
 from slipway import jobs
 from slipway.config import settings
@@ -32,7 +35,30 @@ class Lease:
     worker: str
     seconds: int
     lost: bool = False
+    progress: dict[str, Any] = field(default_factory=dict)  # reported with each heartbeat
     _stop: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def detached(cls, job_type: str, worker: str = "local", seconds: int = 900) -> Lease:
+        """A lease on a job that is not in the queue (tools, tests, benchmarks): the work
+        runs as in a worker, nothing is renewed or recorded."""
+        now = datetime.now(UTC)
+        fields: dict[str, Any] = dict.fromkeys(Job.__dataclass_fields__)
+        job = Job(
+            **fields
+            | {
+                "id": uuid4(),
+                "type": job_type,
+                "owner": worker,
+                "status": "RUNNING",
+                "payload": {},
+                "attempt_count": 1,
+                "max_attempts": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        return cls(job, worker, seconds)
 
     def check(self) -> None:
         """Call between steps of long work: stops it early if the lease was lost."""
@@ -42,7 +68,7 @@ class Lease:
     def _renew(self) -> None:
         while not self._stop.wait(self.seconds / 3):
             try:
-                if not jobs.heartbeat(self.job, self.worker, self.seconds):
+                if not jobs.heartbeat(self.job, self.worker, self.seconds, self.progress):
                     self.lost = True
                     return
             except Exception:  # a missed beat is not fatal; the next one may succeed

@@ -180,6 +180,7 @@ def _job_queued(s: Store, e: Event) -> None:
             "next_retry_at": None,
             "started_at": None,
             "finished_at": None,
+            "progress": None,
             **_new(e),
         },
     )
@@ -199,6 +200,7 @@ def _job_claimed(s: Store, e: Event) -> None:
             "locked_by": p["worker"],
             "lease_expires_at": _after(e, p["leaseSeconds"]),
             "next_retry_at": None,
+            "progress": None,  # a new attempt starts over
             "started_at": job["started_at"] or e.created_at,
             **_touch(e),
         },
@@ -208,7 +210,15 @@ def _job_claimed(s: Store, e: Event) -> None:
 @projects("v1.job.heartbeat")
 def _job_heartbeat(s: Store, e: Event) -> None:
     job = _require(s, "jobs", e.subject_id)
-    s.put("jobs", job | {"lease_expires_at": _after(e, e.payload["leaseSeconds"]), **_touch(e)})
+    s.put(
+        "jobs",
+        job
+        | {
+            "lease_expires_at": _after(e, e.payload["leaseSeconds"]),
+            "progress": e.payload.get("progress", job["progress"]),
+            **_touch(e),
+        },
+    )
 
 
 @projects("v1.job.retry_scheduled")

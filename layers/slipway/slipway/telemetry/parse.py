@@ -134,6 +134,8 @@ def write_parquet(
             pending.append(batch)
             pending_rows += batch.num_rows
             rows += batch.num_rows
+            if lease is not None:
+                lease.progress["rows"] = rows
             if pending_rows >= ROW_GROUP_ROWS:
                 writer.write(pending)
                 pending, pending_rows = [], 0
