@@ -1,32 +1,8 @@
 """parse: woken by the parse queue, claims parse jobs and turns telemetry CSV/GPX into
 canonical Parquet (pyarrow), settling each session ready or failed."""
 
-from collections.abc import Mapping
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from slipway import logs, worker
 from slipway.telemetry import parse
 
 logger = logs.setup("parse")
-processor = BatchProcessor(event_type=EventType.SQS)
-
-
-@logger.inject_lambda_context
-def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
-    def on_signal(record: SQSRecord) -> None:
-        worker.drain(
-            "parse",
-            parse.run_job,
-            f"parse:{context.aws_request_id}",
-            lambda: context.get_remaining_time_in_millis() / 1000,
-        )
-
-    return process_partial_response(event, on_signal, processor, context)
+handler = logger.inject_lambda_context(worker.signal_handler("parse", parse.run_job))

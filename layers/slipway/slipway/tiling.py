@@ -224,15 +224,11 @@ def _first_line(exc: pyvips.Error) -> str:
 
 def run_job(job: Job, lease: Lease) -> list[NewEvent]:
     """The tile job: the upload's content-addressed object → DZI in the tiles bucket."""
-    if job.upload_id is None:
-        raise SlipwayError(Code.BAD_REQUEST, "a tile job needs an upload")
-    upload = uploads.load(job.upload_id)
-    if upload.state != "ready" or upload.sha256 is None:
-        raise SlipwayError(Code.UPLOAD_NOT_READY, f"the upload is {upload.state}")
+    upload = uploads.ready_for(job.upload_id, "tile")
     s = settings()
     result = tile(
         s.data_bucket,
-        storage.blob_key(bytes(upload.sha256)),
+        upload.blob_key,
         upload.size,
         s.tiles_bucket,
         storage.slide_prefix(upload.id),

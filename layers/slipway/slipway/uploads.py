@@ -82,6 +82,13 @@ class Upload:
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
     @property
+    def blob_key(self) -> str:
+        """Where a ready upload's bytes are kept (content-addressed)."""
+        if self.sha256 is None:
+            raise SlipwayError(Code.UPLOAD_NOT_READY, f"the upload is {self.state}")
+        return storage.blob_key(bytes(self.sha256))
+
+    @property
     def parts(self) -> tuple[str, int, int]:
         """(multipart id, part size, part count) of a multipart upload."""
         if not (self.multipart_id and self.part_size and self.part_count):
@@ -167,6 +174,16 @@ def load(upload_id: UUID, owner: str | None = None) -> Upload:
     if row is None or (owner is not None and row["owner"] != owner):
         raise errors.not_found("upload")
     return Upload.from_row(row)
+
+
+def ready_for(upload_id: UUID | None, what: str) -> Upload:
+    """The settled upload a job works on (its bytes are in the data bucket)."""
+    if upload_id is None:
+        raise errors.bad_request(f"a {what} job needs an upload")
+    upload = load(upload_id)
+    if upload.state != "ready" or upload.sha256 is None:
+        raise SlipwayError(Code.UPLOAD_NOT_READY, f"the upload is {upload.state}")
+    return upload
 
 
 def view(upload_id: UUID, owner: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -122,3 +122,31 @@ def drain(
         run_one(job, handler, worker)
         done += 1
     return done
+
+
+LambdaHandler = Callable[[dict[str, Any], Any], Mapping[str, Any]]
+
+
+def signal_handler(job_type: str, handler: Handler) -> LambdaHandler:
+    """The Lambda handler of a worker function: each message on its queue is a signal
+    that jobs of `job_type` are due; each one drains them while time allows."""
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+    def handle(event: dict[str, Any], context: Any) -> Mapping[str, Any]:
+        def on_signal(_: Any) -> None:
+            drain(
+                job_type,
+                handler,
+                f"{job_type}:{context.aws_request_id}",
+                lambda: context.get_remaining_time_in_millis() / 1000,
+            )
+
+        return process_partial_response(event, on_signal, processor, context)
+
+    return handle

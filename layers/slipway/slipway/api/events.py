@@ -13,6 +13,9 @@ from slipway.api.http import json_response, principal
 from slipway.api.models import EventPage, documented
 from slipway.errors import Code, SlipwayError
 
+# API Gateway ends an integration at 30 s: answer (empty) before that, not with a 503.
+MAX_WAIT_SECONDS = 28.0
+
 
 def routes() -> APIGatewayHttpRouter:
     router = APIGatewayHttpRouter()
@@ -32,7 +35,7 @@ def routes() -> APIGatewayHttpRouter:
             )
         with db.connect() as conn:
             found = (
-                events.wait_for(conn, since, limit, wait)
+                events.wait_for(conn, since, limit, min(wait, MAX_WAIT_SECONDS))
                 if wait
                 else events.read(conn, since, limit)
             )

@@ -152,16 +152,10 @@ def write_parquet(
 
 
 def run_job(job: Job, lease: Lease) -> list[NewEvent]:
-    if job.upload_id is None:
-        raise SlipwayError(Code.BAD_REQUEST, "a parse job needs an upload")
-    upload = uploads.load(job.upload_id)
-    if upload.state != "ready" or upload.sha256 is None:
-        raise SlipwayError(Code.UPLOAD_NOT_READY, f"the upload is {upload.state}")
+    upload = uploads.ready_for(job.upload_id, "parse")
     s = settings()
     key = storage.stream_key(job.payload_uuid("sessionId"), STREAM)
-    body = storage.client().get_object(
-        Bucket=s.data_bucket, Key=storage.blob_key(bytes(upload.sha256))
-    )["Body"]
+    body = storage.client().get_object(Bucket=s.data_bucket, Key=upload.blob_key)["Body"]
     fd, path = tempfile.mkstemp(suffix=".parquet")
     os.close(fd)
     try:
