@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,6 +21,12 @@ from tests.support import ROOT, SECRET, TUNING, free_ports, token
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[Stack]:
     """A running test stack: this process's library is pointed at it while it lives."""
+    for leftover in ROOT.glob(".slipway/test-stack-*"):  # of a session that was killed
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            saved = StackConfig.saved(leftover)
+            if saved:
+                Stack(saved).down()
     pg, ls, api = free_ports(3)
     state = ROOT / ".slipway" / f"test-stack-{os.getpid()}"
     cfg = StackConfig(

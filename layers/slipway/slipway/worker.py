@@ -139,7 +139,7 @@ def signal_handler(job_type: str, handler: Handler) -> LambdaHandler:
     processor = BatchProcessor(event_type=EventType.SQS)
 
     def handle(event: dict[str, Any], context: Any) -> Mapping[str, Any]:
-        def on_signal(_: Any) -> None:
+        def on_signal(record: Any) -> None:  # Powertools passes it by this name
             drain(
                 job_type,
                 handler,
