@@ -24,9 +24,9 @@ def local_stack() -> Iterator[Stack]:
     for leftover in ROOT.glob(".slipway/test-stack-*"):  # of a session that was killed
         pid = leftover.name.rsplit("-", 1)[-1]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            saved = StackConfig.saved(leftover)
-            if saved:
-                Stack(saved).down()
+            abandoned = StackConfig.saved(leftover)
+            if abandoned:
+                Stack(abandoned).down()
     pg, ls, api = free_ports(3)
     state = ROOT / ".slipway" / f"test-stack-{os.getpid()}"
     cfg = StackConfig(
