@@ -65,23 +65,11 @@ def make_csv(rows: int) -> Path:
 
 
 def slipway_side(key: str) -> None:
+    """What the parse job does with an upload's object (parse.convert)."""
     env = use_stack()
-    from slipway import storage
     from slipway.telemetry import parse
 
-    body = storage.client().get_object(Bucket=env["SLIPWAY_DATA_BUCKET"], Key=key)["Body"]
-    fd, out = tempfile.mkstemp(suffix=".parquet", dir=DATA)
-    os.close(fd)
-    try:
-        written = parse.write_parquet(parse.batches(body), out)
-        storage.upload_file(
-            out,
-            env["SLIPWAY_DATA_BUCKET"],
-            f"bench/{uuid.uuid4()}.parquet",
-            "application/vnd.apache.parquet",
-        )
-    finally:
-        os.unlink(out)
+    written = parse.convert(env["SLIPWAY_DATA_BUCKET"], key, f"bench/{uuid.uuid4()}.parquet")
     print(written.rows)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -232,6 +234,64 @@ def iter_chunks(bucket: str, key: str, chunk_size: int = 8 * MiB) -> Iterator[by
         yield from body.iter_chunks(chunk_size)
     finally:
         body.close()
+
+
+class RangedReader:
+    """A file-like view of an object through ranged GETs of `block` bytes: the next
+    `ahead` blocks are fetched in parallel while the current one is read, and a small LRU
+    of blocks serves seeks back (TIFF readers seek). Memory: (ahead + cached) blocks."""
+
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        size: int,
+        *,
+        block: int = 8 * MiB,
+        ahead: int = 1,
+        cached: int = 6,
+    ) -> None:
+        self.bucket, self.key, self.size = bucket, key, size
+        self.block, self.ahead, self.cached = block, ahead, max(cached, ahead + 1)
+        self.position = 0
+        self.error: BaseException | None = None  # for callers that must swallow it first
+        self._blocks: OrderedDict[int, Future[bytes]] = OrderedDict()
+        self._fetcher = ThreadPoolExecutor(max(2, ahead + 1), thread_name_prefix="range")
+
+    def _fetch(self, index: int) -> bytes:
+        start = index * self.block
+        end = min(start + self.block, self.size) - 1
+        reply = client().get_object(Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end}")
+        return bytes(reply["Body"].read())
+
+    def _get(self, index: int) -> Future[bytes]:
+        if index not in self._blocks:
+            self._blocks[index] = self._fetcher.submit(self._fetch, index)
+        self._blocks.move_to_end(index)
+        while len(self._blocks) > self.cached:
+            self._blocks.popitem(last=False)
+        return self._blocks[index]
+
+    def read(self, length: int = -1) -> bytes:
+        if length < 0:
+            length = self.size - self.position
+        if self.position >= self.size or length == 0:
+            return b""
+        index, offset = divmod(self.position, self.block)
+        for later in range(index + 1, index + 1 + self.ahead):
+            if later * self.block < self.size:
+                self._get(later)
+        data = self._get(index).result()[offset : offset + length]
+        self.position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.position, 2: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def close(self) -> None:
+        self._fetcher.shutdown(wait=False, cancel_futures=True)
 
 
 def read_bytes(bucket: str, key: str) -> bytes:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import pyvips
 
 from slipway import storage, tilestore, uploads
-from slipway.config import MiB, settings
+from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent
 from slipway.jobs import Job
@@ -64,66 +62,21 @@ class TileOptions:
 # reading: a seekable view of an S3 object, in cached blocks ------------------------------
 
 
-class RangedObject:
-    """File-like reads over ranged GETs, with a small LRU of blocks and read-ahead."""
+def pyvips_source(reader: storage.RangedReader) -> pyvips.Source:
+    """A libvips source reading through `reader`. A failed read ends the input (libvips
+    then fails the load) and is kept on the reader, to be raised as what it was."""
+    src = pyvips.SourceCustom()
 
-    def __init__(
-        self, bucket: str, key: str, size: int, block: int = 8 * MiB, cached_blocks: int = 6
-    ) -> None:
-        self.bucket, self.key, self.size = bucket, key, size
-        self.block, self.cached_blocks = block, cached_blocks
-        self.position = 0
-        self.error: BaseException | None = None
-        self._blocks: OrderedDict[int, Future[bytes]] = OrderedDict()
-        self._fetcher = ThreadPoolExecutor(2, thread_name_prefix="range")
-
-    def _fetch(self, index: int) -> bytes:
-        start = index * self.block
-        end = min(start + self.block, self.size) - 1
-        reply = storage.client().get_object(
-            Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end}"
-        )
-        return bytes(reply["Body"].read())
-
-    def _get(self, index: int) -> Future[bytes]:
-        if index not in self._blocks:
-            self._blocks[index] = self._fetcher.submit(self._fetch, index)
-        self._blocks.move_to_end(index)
-        while len(self._blocks) > self.cached_blocks:
-            self._blocks.popitem(last=False)
-        return self._blocks[index]
-
-    def read(self, length: int) -> bytes:
-        if self.position >= self.size or length <= 0:
+    def on_read(length: int) -> bytes:
+        try:
+            return reader.read(length)
+        except Exception as exc:
+            reader.error = exc
             return b""
-        index, offset = divmod(self.position, self.block)
-        if (index + 1) * self.block < self.size:
-            self._get(index + 1)  # read ahead
-        data = self._get(index).result()[offset : offset + length]
-        self.position += len(data)
-        return data
 
-    def seek(self, offset: int, whence: int) -> int:
-        base = {0: 0, 1: self.position, 2: self.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
-
-    def source(self) -> pyvips.Source:
-        src = pyvips.SourceCustom()
-
-        def on_read(length: int) -> bytes:
-            try:
-                return self.read(length)
-            except Exception as exc:  # surfaced after libvips gives up (transient)
-                self.error = exc
-                return b""  # libvips treats it as end of input and fails the load
-
-        src.on_read(on_read)
-        src.on_seek(self.seek)
-        return src
-
-    def close(self) -> None:
-        self._fetcher.shutdown(wait=False, cancel_futures=True)
+    src.on_read(on_read)
+    src.on_seek(reader.seek)
+    return src
 
 
 # writing: dzsave → zip stream → parallel PUTs -------------------------------------------
@@ -144,12 +97,12 @@ def tile(
     options: TileOptions,
 ) -> dict[str, Any]:
     """Build the pyramid of one source object; returns what the slide record holds."""
-    source = RangedObject(bucket, key, size)
+    source = storage.RangedReader(bucket, key, size)
     writer = tilestore.writer(options.layout, out_bucket, prefix, lease)
     try:
         try:
             image = pyvips.Image.new_from_source(
-                source.source(), "", access="sequential", fail_on="error"
+                pyvips_source(source), "", access="sequential", fail_on="error"
             )
         except pyvips.Error as exc:
             if source.error is not None:

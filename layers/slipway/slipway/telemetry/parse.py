@@ -151,26 +151,28 @@ def write_parquet(
     return Written(rows, first.as_py(), last.as_py())
 
 
-def run_job(job: Job, lease: Lease) -> list[NewEvent]:
-    upload = uploads.ready_for(job.upload_id, "parse")
-    s = settings()
-    key = storage.stream_key(job.payload_uuid("sessionId"), STREAM)
-    body = storage.client().get_object(Bucket=s.data_bucket, Key=upload.blob_key)["Body"]
+def convert(bucket: str, key: str, out_key: str, lease: Lease | None = None) -> Written:
+    """One telemetry object → its canonical Parquet object, in the same bucket."""
+    # One streaming GET, read ahead by the CSV reader's thread. Parallel ranged GETs
+    # measured slower against LocalStack (200 vs 430 MB/s); on AWS they may not be.
+    body = storage.client().get_object(Bucket=bucket, Key=key)["Body"]
     fd, path = tempfile.mkstemp(suffix=".parquet")
     os.close(fd)
     try:
         written = write_parquet(batches(body), path, lease)
-        lease.check()
-        storage.upload_file(path, s.data_bucket, key, "application/vnd.apache.parquet")
+        if lease is not None:
+            lease.check()
+        storage.upload_file(path, bucket, out_key, "application/vnd.apache.parquet")
     finally:
         body.close()
         os.unlink(path)
+    return written
+
+
+def run_job(job: Job, lease: Lease) -> list[NewEvent]:
+    upload = uploads.ready_for(job.upload_id, "parse")
+    out_key = storage.stream_key(job.payload_uuid("sessionId"), STREAM)
+    written = convert(settings().data_bucket, upload.blob_key, out_key, lease)
     log.info("telemetry parsed", extra={"upload_id": str(upload.id), "rows": written.rows})
-    return [
-        sessions.ready_event(
-            job,
-            written.start,
-            written.end,
-            [{"name": STREAM, "rows": written.rows, "objectKey": key}],
-        )
-    ]
+    streams = [{"name": STREAM, "rows": written.rows, "objectKey": out_key}]
+    return [sessions.ready_event(job, written.start, written.end, streams)]
