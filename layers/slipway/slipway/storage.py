@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, CopySourceTypeDef
 
 MiB = 1024 * 1024
 SINGLE_COPY_LIMIT = 5 * 1024 * MiB  # CopyObject's limit; larger objects copy in parts
@@ -314,14 +314,14 @@ def upload_file(path: str, bucket: str, key: str, content_type: str) -> None:
 
 
 def copy(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, size: int) -> None:
-    source = {"Bucket": src_bucket, "Key": src_key}
+    source: CopySourceTypeDef = {"Bucket": src_bucket, "Key": src_key}
     if size <= SINGLE_COPY_LIMIT:
-        client().copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)  # type: ignore[arg-type]
+        client().copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
     else:  # multipart copy, done server-side part by part
         config = TransferConfig(
             multipart_threshold=SINGLE_COPY_LIMIT, multipart_chunksize=512 * MiB
         )
-        client().copy(source, dst_bucket, dst_key, Config=config)  # type: ignore[arg-type]
+        client().copy(source, dst_bucket, dst_key, Config=config)
 
 
 def delete(bucket: str, key: str) -> None:

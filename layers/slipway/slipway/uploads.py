@@ -426,7 +426,8 @@ def _exclusive(upload_id: UUID) -> Iterator[bool]:
     """Session-level advisory lock so only one verifier hashes a given upload at a time."""
     key = int.from_bytes(upload_id.bytes[:8], "big", signed=True)
     with db.connect() as conn:
-        locked = bool(conn.execute(SQL["try_verify_lock"], {"key": key}).fetchone()["locked"])  # type: ignore[index]
+        row = conn.execute(SQL["try_verify_lock"], {"key": key}).fetchone()
+        locked = bool(row and row["locked"])
         try:
             yield locked
         finally:

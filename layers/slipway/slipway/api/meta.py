@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cache
 
 from aws_lambda_powertools.event_handler import Response
@@ -16,9 +17,9 @@ from slipway.config import settings
 log = logging.getLogger(__name__)
 
 
-def _check(what: str, probe: object) -> str:
+def _check(what: str, probe: Callable[[], object]) -> str:
     try:
-        probe()  # type: ignore[operator]
+        probe()
     except Exception as exc:
         log.warning("%s is down: %s", what, exc)
         return f"down: {type(exc).__name__}"
