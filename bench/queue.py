@@ -2,9 +2,10 @@
 running the same SQL with 4 clients on the same database (goal ≥ 0.5×).
 
 Both sides do, per job: a claim transaction (SELECT … FOR UPDATE SKIP LOCKED, lock the
-log head, append `v1.job.claimed`, update the job) and a finish transaction (lock the job,
-lock the head, append `v1.job.succeeded`, update the job). pgbench cannot compute BLAKE3,
-so its events carry constant digests (still accepted by the head trigger).
+log head, append `v1.job.claimed`, UPDATE the job's changed columns) and a finish
+transaction (lock the job, lock the head, append `v1.job.succeeded`, UPDATE the job).
+pgbench cannot compute BLAKE3, so its events carry constant digests (still accepted by
+the head trigger).
 
 Usage: python bench/queue.py [jobs]   (the stack must be up: make up)
 """
@@ -78,7 +79,7 @@ def _worker(url: str, start: Any, out: Any) -> None:
     start.wait()
     began, done = time.time(), 0
     name = f"w{os.getpid()}"
-    while (job := jobs.claim([TYPE], name)) is not None:
+    while (job := jobs.claim(TYPE, name)) is not None:
         jobs.succeed(job, name)
         done += 1
     out.put((began, time.time(), done))

@@ -47,7 +47,7 @@ def work(database_url: str, name: str) -> None:
     )
     idle_since = time.monotonic()
     while time.monotonic() - idle_since < 4:
-        job = jobs.claim([TYPE], name)
+        job = jobs.claim(TYPE, name)
         if job is None:
             time.sleep(0.05)
             continue
@@ -153,30 +153,49 @@ def test_workers_killed_mid_job_lose_nothing_and_double_nothing(on_scratch_db: s
     assert len(reclaimed) == 2
 
 
+def test_a_claim_reads_the_oldest_job_from_the_index_whatever_the_queue_depth(
+    on_scratch_db: str,
+) -> None:
+    enqueue(["ok"] * 3000)
+    with psycopg.connect(on_scratch_db, autocommit=True) as conn:
+        conn.execute("ANALYZE jobs")
+        query = jobs.SQL["claim"].replace("%(type)s", "%s")
+        plan = conn.execute("EXPLAIN (FORMAT JSON) " + query, (TYPE,)).fetchone()
+    assert plan is not None
+    nodes = []
+    stack = [plan[0][0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        nodes.append(node["Node Type"])
+        stack.extend(node.get("Plans", []))
+    assert "Sort" not in nodes and "Seq Scan" not in nodes, nodes
+    assert "Index Scan" in nodes, nodes
+
+
 def test_claims_follow_creation_order_and_skip_locked_rows(on_scratch_db: str) -> None:
     first, second, third = enqueue(["ok", "ok", "ok"])
     with psycopg.connect(on_scratch_db) as holder:
         holder.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (first,))
-        claimed = jobs.claim([TYPE], "w1")
+        claimed = jobs.claim(TYPE, "w1")
         assert claimed is not None and claimed.id == second, "the locked oldest is skipped"
-    claimed = jobs.claim([TYPE], "w1")
+    claimed = jobs.claim(TYPE, "w1")
     assert claimed is not None and claimed.id == first
-    claimed = jobs.claim([TYPE], "w1")
+    claimed = jobs.claim(TYPE, "w1")
     assert claimed is not None and claimed.id == third
-    assert jobs.claim([TYPE], "w1") is None
+    assert jobs.claim(TYPE, "w1") is None
 
 
 def test_a_retry_waits_for_its_backoff(on_scratch_db: str) -> None:
     with library_settings(SLIPWAY_BACKOFF_BASE_SECONDS="1.5"):
         (job_id,) = enqueue(["transient_always"])
-        job = jobs.claim([TYPE], "w1")
+        job = jobs.claim(TYPE, "w1")
         assert job is not None
         assert jobs.fail(job, "w1", SlipwayError(Code.TRANSIENT, "x", permanent=False)) == "QUEUED"
-        assert jobs.claim([TYPE], "w1") is None, "not before next_retry_at"
+        assert jobs.claim(TYPE, "w1") is None, "not before next_retry_at"
         again = None
         deadline = time.monotonic() + 5
         while again is None and time.monotonic() < deadline:
-            again = jobs.claim([TYPE], "w1")
+            again = jobs.claim(TYPE, "w1")
             time.sleep(0.1)
         assert again is not None and again.id == job_id and again.attempt_count == 2
 
@@ -184,20 +203,20 @@ def test_a_retry_waits_for_its_backoff(on_scratch_db: str) -> None:
 def test_a_job_whose_workers_keep_dying_fails_as_worker_lost(on_scratch_db: str) -> None:
     (job_id,) = enqueue(["ok"])
     for attempt in (1, 2, 3):
-        job = jobs.claim([TYPE], f"dies-{attempt}", lease_seconds=1)
+        job = jobs.claim(TYPE, f"dies-{attempt}", lease_seconds=1)
         assert job is not None and job.attempt_count == attempt
         time.sleep(1.1)  # the lease runs out: nobody heartbeats
-    assert jobs.claim([TYPE], "survivor") is None
+    assert jobs.claim(TYPE, "survivor") is None
     final = jobs.get(job_id)
     assert final.status == "FAILED" and final.last_error_code == "WORKER_LOST"
 
 
 def test_a_worker_that_lost_its_lease_cannot_record_an_outcome(on_scratch_db: str) -> None:
     enqueue(["ok"])
-    slow = jobs.claim([TYPE], "slow", lease_seconds=1)
+    slow = jobs.claim(TYPE, "slow", lease_seconds=1)
     assert slow is not None
     time.sleep(1.1)
-    fast = jobs.claim([TYPE], "fast")
+    fast = jobs.claim(TYPE, "fast")
     assert fast is not None and fast.attempt_count == 2
     assert jobs.succeed(slow, "slow") is False, "the late worker's result is discarded"
     assert jobs.heartbeat(slow, "slow") is False
@@ -206,7 +225,7 @@ def test_a_worker_that_lost_its_lease_cannot_record_an_outcome(on_scratch_db: st
 
 def test_only_queued_jobs_of_your_own_can_be_cancelled(on_scratch_db: str) -> None:
     queued_id, running_id = enqueue(["ok", "ok"])
-    running = jobs.claim([TYPE], "w1")
+    running = jobs.claim(TYPE, "w1")
     assert running is not None
     target = queued_id if running.id == running_id else running_id
     other = running.id
@@ -230,7 +249,7 @@ def test_heartbeats_carry_the_progress_a_handler_reports(on_scratch_db: str) -> 
         return []
 
     with library_settings(SLIPWAY_JOB_LEASE_SECONDS="3"):
-        job = jobs.claim([TYPE], "w1")
+        job = jobs.claim(TYPE, "w1")
         assert job is not None
         assert worker.run_one(job, slow, "w1") == "SUCCEEDED"
     final = jobs.get(job_id)

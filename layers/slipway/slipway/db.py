@@ -7,6 +7,8 @@ is one explicit transaction and reads outside it see the latest committed state.
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,15 @@ Connection = psycopg.Connection[DictRow]
 
 _lock = threading.Lock()
 _pool: ConnectionPool[Connection] | None = None
+_last_used: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
+IDLE_CHECK_SECONDS = 5.0
+
+
+def _check_if_idle(conn: Connection) -> None:
+    """Ping a connection before use only if it sat idle (a frozen Lambda, a restarted
+    server): a ping on every checkout would add a round trip to every transaction."""
+    if time.monotonic() - _last_used.get(conn, 0.0) > IDLE_CHECK_SECONDS:
+        ConnectionPool.check_connection(conn)
 
 
 def pool() -> ConnectionPool[Connection]:
@@ -36,7 +47,7 @@ def pool() -> ConnectionPool[Connection]:
                 kwargs={"autocommit": True, "row_factory": dict_row},
                 min_size=1,
                 max_size=max(settings().db_pool_max, 2),
-                check=ConnectionPool.check_connection,
+                check=_check_if_idle,
                 name="slipway",
                 open=True,
             )
@@ -54,11 +65,17 @@ def close_pool() -> None:
 @contextmanager
 def connect() -> Iterator[Connection]:
     with pool().connection() as conn:
-        yield conn
+        try:
+            yield conn
+        finally:
+            _last_used[conn] = time.monotonic()
 
 
 @contextmanager
 def transaction() -> Iterator[Connection]:
+    """One transaction in pipeline mode: BEGIN travels with the first statement and
+    COMMIT with the last writes, so a short transaction costs one or two round trips.
+    Results arrive when fetched; errors surface there or at the end of the block."""
     with connect() as conn, conn.transaction():
         yield conn
 

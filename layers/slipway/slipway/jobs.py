@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -143,12 +143,12 @@ def _terminal_events(job: Job, code: str, message: str) -> list[NewEvent]:
     return []
 
 
-def claim(types: Sequence[str], worker: str, lease_seconds: int | None = None) -> Job | None:
-    """Take the oldest due job of these types (or one whose lease expired), or None."""
+def claim(job_type: str, worker: str, lease_seconds: int | None = None) -> Job | None:
+    """Take the oldest due job of this type (or one whose lease expired), or None."""
     lease = lease_seconds or settings().job_lease_seconds
     while True:
         with db.transaction() as conn:
-            row = conn.execute(SQL["claim"], {"types": list(types)}).fetchone()
+            row = conn.execute(SQL["claim"], {"type": job_type}).fetchone()
             if row is None:
                 return None
             job = Job.from_row(row)

@@ -116,7 +116,7 @@ def drain(
     """Claim and run jobs of one type until none is due or time runs short."""
     done = 0
     while time_left() > reserve_seconds:
-        job = jobs.claim([job_type], worker)
+        job = jobs.claim(job_type, worker)
         if job is None:
             break
         run_one(job, handler, worker)

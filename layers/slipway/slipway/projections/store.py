@@ -62,19 +62,21 @@ def adapt(value: Any) -> Any:
     return Jsonb(value) if isinstance(value, dict | list) else value
 
 
+# The statements are built once as bytes: composing them on every call cost more CPU than
+# the rest of an append, and appends run under the log's lock.
 @cache
-def _select(table: str) -> sql.Composed:
+def _select(table: str) -> bytes:
     where = sql.SQL(" AND ").join(
         sql.SQL("{} = %s").format(sql.Identifier(col)) for col in TABLES[table]
     )
-    return sql.SQL("SELECT * FROM {} WHERE {}").format(sql.Identifier(table), where)
+    return sql.SQL("SELECT * FROM {} WHERE {}").format(sql.Identifier(table), where).as_bytes()
 
 
 @cache
-def _upsert(table: str, columns: tuple[str, ...]) -> sql.Composed:
+def _upsert(table: str, columns: tuple[str, ...]) -> bytes:
     keys = TABLES[table]
     updates = [c for c in columns if c not in keys]
-    return sql.SQL(
+    statement = sql.SQL(
         "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({keys}) DO {action}"
     ).format(
         t=sql.Identifier(table),
@@ -89,14 +91,32 @@ def _upsert(table: str, columns: tuple[str, ...]) -> sql.Composed:
         if updates
         else sql.SQL("NOTHING"),
     )
+    return statement.as_bytes()
+
+
+@cache
+def _update(table: str, columns: tuple[str, ...]) -> bytes:
+    def assign(names: Iterable[str], joiner: str) -> sql.Composed:
+        return sql.SQL(joiner).join(
+            sql.SQL("{} = %s").format(sql.Identifier(name)) for name in names
+        )
+
+    return (
+        sql.SQL("UPDATE {} SET {} WHERE {}")
+        .format(sql.Identifier(table), assign(columns, ", "), assign(TABLES[table], " AND "))
+        .as_bytes()
+    )
 
 
 class DbStore:
     """The live projection tables, inside the caller's transaction.
 
-    Rows it has written, and rows the caller already holds locked (`known`), are kept for
-    the transaction, so a projector does not read back what is already at hand: appends
-    hold the log's lock until commit, and every round trip saved there counts.
+    Rows it has read or written, and rows the caller already holds locked (`known`), are
+    kept for the transaction, so a projector does not read back what is already at hand.
+    That is safe because projectors run under the log's lock (`record` appends first), and
+    every projection write takes that lock: no other writer can change a row meanwhile.
+    A row it holds is written back as an UPDATE of the changed columns only; appends hold
+    the log's lock until commit, and every round trip and row version saved counts there.
     """
 
     def __init__(self, conn: Connection, known: Iterable[tuple[str, Row]] = ()) -> None:
@@ -109,9 +129,20 @@ class DbStore:
         cached = self.rows.get((table, key))
         if cached is not None:
             return cached
-        return self.conn.execute(_select(table), key).fetchone()
+        row = self.conn.execute(_select(table), key).fetchone()
+        if row is not None:
+            self.rows[(table, key)] = row
+        return row
 
     def put(self, table: str, row: Row) -> None:
-        columns = tuple(row)
-        self.conn.execute(_upsert(table, columns), [adapt(row[c]) for c in columns])
-        self.rows[(table, key_of(table, row))] = row
+        key = key_of(table, row)
+        held = self.rows.get((table, key))
+        if held is None:
+            columns = tuple(row)
+            self.conn.execute(_upsert(table, columns), [adapt(row[c]) for c in columns])
+        else:
+            changed = tuple(c for c in row if c not in held or row[c] != held[c])
+            if changed:
+                values = [adapt(row[c]) for c in changed]
+                self.conn.execute(_update(table, changed), [*values, *key])
+        self.rows[(table, key)] = row

@@ -1,7 +1,9 @@
 -- name: claim
 -- The lease is part of the claim: a RUNNING job whose lease ran out is claimable again.
+-- One type per claim, so the index (type, created_at) yields the oldest job directly:
+-- the cost of a claim does not grow with the depth of the queue.
 SELECT * FROM jobs
-WHERE type = ANY(%(types)s)
+WHERE type = %(type)s
   AND (   (status = 'QUEUED' AND (next_retry_at IS NULL OR next_retry_at <= now()))
        OR (status = 'RUNNING' AND lease_expires_at < now()))
 ORDER BY created_at
