@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -212,6 +213,80 @@ def abort_multipart(bucket: str, key: str, multipart_id: str) -> None:
     except ClientError as exc:
         if error_code(exc) != "NoSuchUpload":
             raise
+
+
+class ObjectWriter:
+    """A write-only stream into one object. Parts go up on threads as they fill (at most
+    `parallel` in flight, so memory stays near parallel × part_size); `close` completes
+    the upload, `abort` drops it. Below one part it is a single PUT. A failed part raises
+    from the next `write` or from `close`. One writing thread."""
+
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        content_type: str,
+        *,
+        part_size: int = 16 * MiB,
+        parallel: int = 4,
+    ) -> None:
+        self.bucket, self.key, self.content_type = bucket, key, content_type
+        self.part_size = part_size
+        self.size = 0
+        self._pending = bytearray()
+        self._parts: list[Future[Part]] = []
+        self._slots = threading.Semaphore(parallel)
+        self._pool = ThreadPoolExecutor(parallel, thread_name_prefix="part")
+        self._multipart: str | None = None
+        self._error: BaseException | None = None
+
+    def _done(self, part: Future[Part]) -> None:
+        self._slots.release()
+        if not part.cancelled() and part.exception() is not None:
+            self._error = self._error or part.exception()
+
+    def _send(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._multipart is None:
+            self._multipart = create_multipart(
+                self.bucket, self.key, content_type=self.content_type, checksums=False
+            )
+        self._slots.acquire()  # back-pressure: wait for a free upload slot
+        number = len(self._parts) + 1
+        part = self._pool.submit(upload_part, self.bucket, self.key, self._multipart, number, chunk)
+        part.add_done_callback(self._done)
+        self._parts.append(part)
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._pending += data
+        self.size += len(data)
+        while len(self._pending) >= self.part_size:
+            self._send(bytes(self._pending[: self.part_size]))
+            del self._pending[: self.part_size]
+        return len(data)
+
+    def close(self) -> None:
+        """Make the object visible, whole."""
+        try:
+            if self._multipart is None:
+                put_bytes(self.bucket, self.key, bytes(self._pending), self.content_type)
+            else:
+                if self._pending:
+                    self._send(bytes(self._pending))  # the last part may be small
+                parts = [part.result() for part in self._parts]
+                complete_multipart(self.bucket, self.key, self._multipart, parts)
+        except BaseException:
+            self.abort()
+            raise
+        self._pending.clear()
+        self._pool.shutdown()
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._multipart is not None:
+            abort_multipart(self.bucket, self.key, self._multipart)
+            self._multipart = None
 
 
 # objects -----------------------------------------------------------------------------

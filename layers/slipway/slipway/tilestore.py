@@ -20,7 +20,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from slipway import storage
-from slipway.config import MiB
 from slipway.zipstream import ZipStream
 
 if TYPE_CHECKING:
@@ -165,61 +164,32 @@ class FileWriter(Writer):
 
 
 class ArchiveWriter(Writer):
-    """The whole ZIP stream as one object (a multipart upload fed as dzsave writes), plus
-    an index of every tile's byte range."""
+    """The whole ZIP stream as one object (uploaded in parts as dzsave writes), plus an
+    index of every tile's byte range."""
 
-    def __init__(
-        self, bucket: str, prefix: str, lease: Lease, part_size: int = 16 * MiB, parallel: int = 4
-    ) -> None:
+    def __init__(self, bucket: str, prefix: str, lease: Lease) -> None:
         super().__init__(bucket, prefix, lease)
-        self.key = archive_key(prefix)
         self.index: dict[str, list[int]] = {}
-        self._part_size = part_size
-        self._pending = bytearray()
-        self._parts: list[Future[storage.Part]] = []
-        self._uploads = _Parallel(parallel, parallel, self._failed)
-        self._multipart = storage.create_multipart(
-            bucket, self.key, content_type="application/zip", checksums=False
-        )
-
-    def _failed(self, exc: BaseException) -> None:
-        self.error = self.error or exc
+        self._archive = storage.ObjectWriter(bucket, archive_key(prefix), "application/zip")
 
     def store_tile(self, name: str, data: bytes, offset: int) -> None:
         self.index[name] = [offset, len(data)]
 
     def consume(self, data: bytes) -> None:
-        self._pending += data
-        while len(self._pending) >= self._part_size:
-            self._send(bytes(self._pending[: self._part_size]))
-            del self._pending[: self._part_size]
-
-    def _send(self, chunk: bytes) -> None:
-        number = len(self._parts) + 1
-        self._parts.append(
-            self._uploads.submit(
-                storage.upload_part, self.bucket, self.key, self._multipart, number, chunk
-            )
-        )
+        self._archive.write(data)
 
     def drain(self) -> None:
-        if self._pending and self.error is None:
-            self._send(bytes(self._pending))  # the last part may be small
-            self._pending.clear()
-        self._uploads.wait()
+        """Nothing to wait for: `seal` completes the archive."""
 
     def seal(self) -> None:
-        storage.complete_multipart(
-            self.bucket, self.key, self._multipart, [f.result() for f in self._parts]
-        )
+        self._archive.close()
         index = gzip.compress(
-            json.dumps({"archive": self.key, "tiles": self.index}).encode(), mtime=0
+            json.dumps({"archive": self._archive.key, "tiles": self.index}).encode(), mtime=0
         )
         storage.put_bytes(self.bucket, index_key(self.prefix), index, "application/gzip")
 
     def abandon(self) -> None:
-        self._uploads.wait(cancel=True)
-        storage.abort_multipart(self.bucket, self.key, self._multipart)
+        self._archive.abort()
 
 
 def writer(layout: str, bucket: str, prefix: str, lease: Lease) -> Writer:
