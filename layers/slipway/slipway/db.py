@@ -73,9 +73,6 @@ def connect() -> Iterator[Connection]:
 
 @contextmanager
 def transaction() -> Iterator[Connection]:
-    """One transaction in pipeline mode: BEGIN travels with the first statement and
-    COMMIT with the last writes, so a short transaction costs one or two round trips.
-    Results arrive when fetched; errors surface there or at the end of the block."""
     with connect() as conn, conn.transaction():
         yield conn
 
