@@ -35,21 +35,20 @@ def stored(data: bytes) -> tuple[str, str]:
     return os.environ["SLIPWAY_DATA_BUCKET"], key
 
 
+def tile_stored(
+    source: tuple[str, str], size: int, prefix: str, options: tiling.TileOptions | None = None
+) -> dict[str, Any]:
+    """Tile a stored source into the tiles bucket under `prefix`."""
+    bucket, key = source
+    out = os.environ["SLIPWAY_TILES_BUCKET"]
+    return tiling.tile(bucket, key, size, out, prefix, lease(), options or tiling.TileOptions())
+
+
 def tile_bytes(
     data: bytes, options: tiling.TileOptions | None = None
 ) -> tuple[dict[str, Any], str]:
-    bucket, key = stored(data)
     prefix = f"test-slides/{uuid.uuid4()}/"
-    result = tiling.tile(
-        bucket,
-        key,
-        len(data),
-        os.environ["SLIPWAY_TILES_BUCKET"],
-        prefix,
-        lease(),
-        options or tiling.TileOptions(),
-    )
-    return result, prefix
+    return tile_stored(stored(data), len(data), prefix, options), prefix
 
 
 def objects(prefix: str) -> dict[str, int]:
@@ -140,18 +139,10 @@ def test_bad_images_fail_permanently_and_leave_no_descriptor(
     code: Code,
 ) -> None:
     data = make()
-    bucket, key = stored(data)
+    source = stored(data)
     prefix = f"test-slides/{uuid.uuid4()}/"
     with pytest.raises(SlipwayError) as caught:
-        tiling.tile(
-            bucket,
-            key,
-            len(data),
-            os.environ["SLIPWAY_TILES_BUCKET"],
-            prefix,
-            lease(),
-            tiling.TileOptions(),
-        )
+        tile_stored(source, len(data), prefix)
     assert caught.value.code == code and caught.value.permanent
     assert objects(prefix) == {}, "nothing half-written is visible"
     open_uploads = storage.list_multipart_uploads(os.environ["SLIPWAY_TILES_BUCKET"], prefix)
@@ -161,17 +152,17 @@ def test_bad_images_fail_permanently_and_leave_no_descriptor(
 @pytest.mark.parametrize("layout", tilestore.LAYOUTS)
 def test_retiling_converges_to_the_same_pyramid(layout: str) -> None:
     data = SOURCES["pyramidal tiff"](sample(900, 700))
-    bucket, key = stored(data)
+    source = stored(data)
     prefix = f"test-slides/{uuid.uuid4()}/"
-    out, options = os.environ["SLIPWAY_TILES_BUCKET"], tiling.TileOptions(layout=layout)
+    options = tiling.TileOptions(layout=layout)
 
     def pyramid() -> dict[str, bytes]:
         tilestore._index.cache_clear()
         return {name: read_tile(prefix, layout, name) for name in tile_names(prefix, layout)}
 
-    first = tiling.tile(bucket, key, len(data), out, prefix, lease(), options)
+    first = tile_stored(source, len(data), prefix, options)
     tiles = pyramid()
-    second = tiling.tile(bucket, key, len(data), out, prefix, lease(), options)
+    second = tile_stored(source, len(data), prefix, options)
     assert first == second
     assert pyramid() == tiles, "the same tiles, byte for byte"
     if layout == "files":
@@ -192,18 +183,10 @@ def test_the_descriptor_is_written_only_after_every_tile(
         return real(*args)
 
     data = SOURCES["jpeg"](sample(3000, 2000))
-    bucket, key = stored(data)
+    source = stored(data)
     monkeypatch.setattr(storage, "put_bytes", flaky)
     prefix = f"test-slides/{uuid.uuid4()}/"
     with pytest.raises(ConnectionError):
-        tiling.tile(
-            bucket,
-            key,
-            len(data),
-            os.environ["SLIPWAY_TILES_BUCKET"],
-            prefix,
-            lease(),
-            tiling.TileOptions(layout=layout),
-        )
+        tile_stored(source, len(data), prefix, tiling.TileOptions(layout=layout))
     assert tilestore.dzi_key(prefix) not in objects(prefix), "no descriptor for a partial pyramid"
     assert tilestore.archive_key(prefix) not in objects(prefix)
