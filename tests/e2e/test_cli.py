@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.support import FIXTURES, ROOT, SECRET
+from tests.support import FIXTURES, SECRET, run_cli
 
 
 def slipway(api: str, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -21,15 +20,7 @@ def slipway(api: str, *args: str, home: Path) -> subprocess.CompletedProcess[str
         "SLIPWAY_ENV_FILE": "/nonexistent",
     }
     env.pop("SLIPWAY_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "slipway.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(*args, env=env)
 
 
 def test_upload_wait_status_and_errors(api: str, tmp_path: Path) -> None:

@@ -132,28 +132,13 @@ def test_bad_input_is_400_with_the_error_body_and_writes_nothing(
 ) -> None:
     user = f"bad-input-{uuid.uuid4().hex[:8]}"
     headers = {"Authorization": f"Bearer {token(user, 'events:read')}"}
-    if isinstance(body, bytes):
-        reply = requests.request(
-            method,
-            api + path,
-            data=body,
-            params=query,
-            timeout=30,
-            headers=headers | {"Content-Type": "application/octet-stream"},
-        )
-    elif isinstance(body, str):
-        reply = requests.request(
-            method,
-            api + path,
-            data=body,
-            params=query,
-            timeout=30,
-            headers=headers | {"Content-Type": "application/json"},
-        )
-    else:
-        reply = requests.request(
-            method, api + path, json=body, params=query, headers=headers, timeout=30
-        )
+    sent: dict[str, Any] = {"json": body}  # a value: sent as JSON
+    if isinstance(body, bytes | str):  # raw bytes, or text that is not valid JSON
+        kind = "application/octet-stream" if isinstance(body, bytes) else "application/json"
+        sent = {"data": body, "headers": headers | {"Content-Type": kind}}
+    reply = requests.request(
+        method, api + path, params=query, timeout=30, **({"headers": headers} | sent)
+    )
     is_error(reply, 400)
     written = conn.execute(
         "SELECT count(*) AS n FROM events WHERE actor = %s", (f"user:{user}",)

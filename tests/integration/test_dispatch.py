@@ -39,18 +39,22 @@ def status(job_id: UUID) -> str:
     return jobs.get(job_id).status
 
 
+def unsignalled_tile_job(client: Client) -> UUID:
+    """A tile job committed for a ready slide, with no signal sent to any worker."""
+    upload_id = ready_slide(client)
+    queued = jobs.queued("tile", "dispatcher", UUID(upload_id), {})
+    with db.transaction() as c:
+        record(c, "test", queued)
+    assert queued.subject_id is not None
+    return queued.subject_id
+
+
 def test_a_job_whose_signal_was_lost_runs_after_the_sweep(
     api: str,
     client_for: Callable[..., Client],
     conn: psycopg.Connection[Any],
 ) -> None:
-    owner = client_for("dispatcher")
-    upload_id = ready_slide(owner)
-    queued = jobs.queued("tile", "dispatcher", UUID(upload_id), {})
-    with db.transaction() as c:
-        record(c, "test", queued)  # committed, but nobody is told: the signal is "lost"
-    assert queued.subject_id is not None
-    job_id = queued.subject_id
+    job_id = unsignalled_tile_job(client_for("dispatcher"))  # the signal is "lost"
     report = invoke(api, "SweeperFunction")
     assert "tile" in report["signalled"]
     wait_for(lambda: status(job_id) == "SUCCEEDED", timeout=60, what="the re-signalled job")
@@ -61,18 +65,12 @@ def test_duplicate_signals_run_a_job_once(
     client_for: Callable[..., Client],
     conn: psycopg.Connection[Any],
 ) -> None:
-    owner = client_for("dispatcher")
-    upload_id = ready_slide(owner)
-    queued = jobs.queued("tile", "dispatcher", UUID(upload_id), {})
-    with db.transaction() as c:
-        record(c, "test", queued)
+    job_id = unsignalled_tile_job(client_for("dispatcher"))
     for _ in range(5):
         jobs._sqs().send_message(
             QueueUrl=os.environ["SLIPWAY_TILE_QUEUE_URL"],
             MessageBody=json.dumps({"jobType": "tile"}),
         )
-    job_id = queued.subject_id
-    assert job_id is not None
     wait_for(lambda: status(job_id) == "SUCCEEDED", timeout=60, what="the job")
     claims = conn.execute(
         "SELECT count(*) AS n FROM events WHERE subject_id = %s AND event_type = 'v1.job.claimed'",

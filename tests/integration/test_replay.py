@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +18,7 @@ from slipway import jobs
 from slipway.client import ApiError, Client
 from slipway.projections import TABLES, replay
 from slipway.projections import record as record_events
-from tests.support import FIXTURES, ROOT
+from tests.support import FIXTURES, run_cli
 
 
 def mixed_workload(client: Client) -> None:
@@ -72,15 +71,7 @@ def diff_tables(conn: psycopg.Connection[Any], schema: str) -> dict[str, int]:
 
 def verify_cli(stack: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": stack["DATABASE_URL"], "SLIPWAY_ENV_FILE": "/nonexistent"}
-    return subprocess.run(
-        [sys.executable, "-m", "slipway.cli", "verify"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli("verify", env=env)
 
 
 def test_replay_equals_the_live_tables_and_tampering_is_reported(
