@@ -119,6 +119,7 @@ class Stack:
     def function_env(self) -> dict[str, str]:
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "AWS_"))},
+            "SLIPWAY_ENV": "local",  # the functions may then run with the published secret
             **self.config.tuning,
             "AWS_ENDPOINT_URL": self.localstack.endpoint,
             "AWS_ACCESS_KEY_ID": "test",

@@ -24,6 +24,10 @@ class Settings:
     upload_events_queue_url: str | None
     job_queue_urls: dict[str, str] = field(default_factory=dict)
     jwt_secret: str | None = None
+    environment: str = ""  # SLIPWAY_ENV; "local" only on the local stack (weak secrets allowed)
+    token_max_lifetime_seconds: int = 24 * 3600
+    db_wait_seconds: float = 2.0  # for a pooled connection, before asking if Postgres is up
+    db_connect_timeout_seconds: int = 2
     db_pool_max: int = 4
     max_upload_size: int = 20 * GiB
     multipart_threshold: int = 64 * MiB
@@ -36,7 +40,9 @@ class Settings:
     job_lease_seconds: int = 120
     backoff_base_seconds: float = 5.0
     notification_grace_seconds: int = 60
+    blob_audit_sample: int = 20  # blobs re-hashed by each hourly check
     max_image_pixels: int = 100_000 * 200_000
+    max_pixels_per_byte: int = 1000
 
 
 @cache
@@ -58,6 +64,10 @@ def settings() -> Settings:
         upload_events_queue_url=env.get("SLIPWAY_UPLOAD_EVENTS_QUEUE_URL") or None,
         job_queue_urls=queues,
         jwt_secret=env.get("SLIPWAY_JWT_SECRET") or None,
+        environment=env.get("SLIPWAY_ENV", ""),
+        token_max_lifetime_seconds=_int("SLIPWAY_TOKEN_MAX_LIFETIME_SECONDS", 24 * 3600),
+        db_wait_seconds=float(env.get("SLIPWAY_DB_WAIT_SECONDS") or 2.0),
+        db_connect_timeout_seconds=_int("SLIPWAY_DB_CONNECT_TIMEOUT_SECONDS", 2),
         db_pool_max=_int("SLIPWAY_DB_POOL_MAX", 4),
         max_upload_size=_int("SLIPWAY_MAX_UPLOAD_SIZE", 20 * GiB),
         multipart_threshold=_int("SLIPWAY_MULTIPART_THRESHOLD", 64 * MiB),
@@ -70,5 +80,7 @@ def settings() -> Settings:
         job_lease_seconds=_int("SLIPWAY_JOB_LEASE_SECONDS", 120),
         backoff_base_seconds=float(env.get("SLIPWAY_BACKOFF_BASE_SECONDS") or 5.0),
         notification_grace_seconds=_int("SLIPWAY_NOTIFICATION_GRACE_SECONDS", 60),
+        blob_audit_sample=_int("SLIPWAY_BLOB_AUDIT_SAMPLE", 20),
         max_image_pixels=_int("SLIPWAY_MAX_IMAGE_PIXELS", 100_000 * 200_000),
+        max_pixels_per_byte=_int("SLIPWAY_MAX_PIXELS_PER_BYTE", 1000),
     )

@@ -2,6 +2,11 @@
 
 Connections are autocommit; every write goes through `transaction()`, so a block of work
 is one explicit transaction and reads outside it see the latest committed state.
+
+Postgres down: a request waits `db_wait_seconds` for a pooled connection, then one direct
+connection attempt (bounded by `db_connect_timeout_seconds`) tells an outage from a busy
+pool. An outage, or a connection lost mid-block, is SlipwayError UNAVAILABLE (503, not
+permanent: jobs retry), in seconds rather than the pool's 30 s; a busy pool waits on.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from slipway.config import settings
+from slipway.errors import Code, SlipwayError
 
 Connection = psycopg.Connection[DictRow]
 
@@ -26,13 +32,41 @@ _lock = threading.Lock()
 _pool: ConnectionPool[Connection] | None = None
 _last_used: weakref.WeakKeyDictionary[Connection, float] = weakref.WeakKeyDictionary()
 IDLE_CHECK_SECONDS = 5.0
+# Short: reconnection gives up soon and the next request starts afresh, so a pool finds a
+# restarted server at once instead of after a backoff grown over the outage.
+RECONNECT_SECONDS = 5.0
+HEALTH_WAIT_SECONDS = 1.0
+_outage_at = 0.0  # monotonic time this process last found the database unreachable
+
+
+def unavailable(message: str = "the database is unavailable; try again shortly") -> SlipwayError:
+    return SlipwayError(Code.UNAVAILABLE, message, status=503, permanent=False)
 
 
 def _check_if_idle(conn: Connection) -> None:
     """Ping a connection before use only if it sat idle (a frozen Lambda, a restarted
-    server): a ping on every checkout would add a round trip to every transaction."""
-    if time.monotonic() - _last_used.get(conn, 0.0) > IDLE_CHECK_SECONDS:
+    server) or predates an outage: a ping on every checkout would add a round trip to
+    every transaction."""
+    last = _last_used.get(conn, 0.0)
+    if time.monotonic() - last > IDLE_CHECK_SECONDS or last <= _outage_at:
         ConnectionPool.check_connection(conn)
+
+
+def _outage() -> SlipwayError:
+    global _outage_at
+    _outage_at = time.monotonic()
+    return unavailable()
+
+
+def _reachable() -> bool:
+    """One direct connection attempt: is Postgres up at all?"""
+    try:
+        psycopg.connect(
+            settings().database_url, connect_timeout=settings().db_connect_timeout_seconds
+        ).close()
+    except psycopg.Error:
+        return False
+    return True
 
 
 def pool() -> ConnectionPool[Connection]:
@@ -44,10 +78,15 @@ def pool() -> ConnectionPool[Connection]:
             _pool = ConnectionPool(
                 settings().database_url,
                 connection_class=psycopg.Connection[DictRow],
-                kwargs={"autocommit": True, "row_factory": dict_row},
+                kwargs={
+                    "autocommit": True,
+                    "row_factory": dict_row,
+                    "connect_timeout": settings().db_connect_timeout_seconds,
+                },
                 min_size=1,
                 max_size=max(settings().db_pool_max, 2),
                 check=_check_if_idle,
+                reconnect_timeout=RECONNECT_SECONDS,
                 name="slipway",
                 open=True,
             )
@@ -62,13 +101,33 @@ def close_pool() -> None:
             _pool = None
 
 
+def _checkout(connections: ConnectionPool[Connection], wait: float) -> Connection:
+    try:
+        return connections.getconn(wait)
+    except PoolTimeout:
+        if not _reachable():
+            raise _outage() from None
+    try:  # Postgres is up and every connection busy: wait as long as the pool allows
+        return connections.getconn()
+    except PoolTimeout as exc:
+        raise unavailable("no database connection came free; try again shortly") from exc
+
+
 @contextmanager
-def connect() -> Iterator[Connection]:
-    with pool().connection() as conn:
-        try:
+def connect(wait: float | None = None) -> Iterator[Connection]:
+    """A pooled connection (see the module's note on outages)."""
+    connections = pool()
+    conn = _checkout(connections, settings().db_wait_seconds if wait is None else wait)
+    try:
+        with conn:
             yield conn
-        finally:
-            _last_used[conn] = time.monotonic()
+    except psycopg.OperationalError as exc:
+        if conn.broken:  # the server went away under this block
+            raise _outage() from exc
+        raise
+    finally:
+        _last_used[conn] = time.monotonic()
+        connections.putconn(conn)
 
 
 @contextmanager
@@ -78,7 +137,7 @@ def transaction() -> Iterator[Connection]:
 
 
 def ping() -> None:
-    with connect() as conn:
+    with connect(wait=HEALTH_WAIT_SECONDS) as conn:
         conn.execute("SELECT 1")
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 from aws_lambda_powertools.event_handler import Response
@@ -13,17 +15,32 @@ from slipway import db, storage
 from slipway.api.http import json_response
 from slipway.api.models import Health, documented
 from slipway.config import settings
+from slipway.errors import Code, SlipwayError
 
 log = logging.getLogger(__name__)
+HEALTH_DEADLINE_SECONDS = 4.0  # the contract answers within 5 s, whatever hangs
 
 
-def _check(what: str, probe: Callable[[], object]) -> str:
-    try:
-        probe()
-    except Exception as exc:
-        log.warning("%s is down: %s", what, exc)
-        return f"down: {type(exc).__name__}"
-    return "ok"
+def _checks(probes: dict[str, Callable[[], object]]) -> dict[str, str]:
+    """Run the probes side by side; each is "ok" or "down: <why>" by the deadline."""
+    workers = ThreadPoolExecutor(len(probes), thread_name_prefix="health")
+    running = {what: workers.submit(probe) for what, probe in probes.items()}
+    workers.shutdown(wait=False)  # a hung probe must not hold the answer
+    deadline = time.monotonic() + HEALTH_DEADLINE_SECONDS
+    states = {}
+    for what, future in running.items():
+        try:
+            future.result(timeout=max(0.0, deadline - time.monotonic()))
+            states[what] = "ok"
+        except TimeoutError:  # past the deadline (or the probe's own timeout)
+            states[what] = "down: timeout"
+        except SlipwayError as exc:
+            states[what] = f"down: {exc.code.value}"
+        except Exception as exc:
+            states[what] = f"down: {type(exc).__name__}"
+        if states[what] != "ok":
+            log.warning("%s is %s", what, states[what])
+    return states
 
 
 @cache
@@ -46,14 +63,17 @@ def routes() -> APIGatewayHttpRouter:
     @router.get("/v1/health", responses=documented(Health, 200, "all up", 503))
     def health() -> Response[str]:
         s = settings()
-        body = {
-            "database": _check("database", db.ping),
-            "storage": _check(
-                "storage", lambda: storage.ping([s.uploads_bucket, s.data_bucket, s.tiles_bucket])
-            ),
-        }
-        up = all(v == "ok" for v in body.values())
-        return json_response(200 if up else 503, {"status": "ok" if up else "degraded", **body})
+        states = _checks(
+            {
+                "database": db.ping,
+                "storage": lambda: storage.ping([s.uploads_bucket, s.data_bucket, s.tiles_bucket]),
+            }
+        )
+        down = [what for what, state in states.items() if state != "ok"]
+        if not down:
+            return json_response(200, {"status": "ok", **states})
+        error = {"code": Code.UNAVAILABLE.value, "message": f"down: {', '.join(down)}"}
+        return json_response(503, {"status": "degraded", **states, "error": error})
 
     @router.get("/v1/openapi.json")
     def openapi() -> Response[str]:
