@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -32,8 +33,19 @@ TEXT_TYPES = (
 )
 
 
-def _is_text(content_type: str) -> bool:
-    return content_type.lower().startswith(TEXT_TYPES)
+# What API Gateway routes; another method (TRACE, QUERY, ...) is a 405.
+ROUTABLE_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+def _is_text(content_type: str, body: bytes = b"") -> bool:
+    """A text body goes as a string; one that is not UTF-8 goes base64 (bytes kept exact)."""
+    if not content_type.lower().startswith(TEXT_TYPES):
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def build_event(
@@ -49,7 +61,7 @@ def build_event(
     query: dict[str, str] = {}
     for key, value in parse_qsl(url.query, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value
-    text = _is_text(headers.get("content-type", "application/octet-stream"))
+    text = _is_text(headers.get("content-type", "application/octet-stream"), body)
     now = datetime.now(UTC)
     event: dict[str, Any] = {
         "version": "2.0",
@@ -102,6 +114,11 @@ class Gateway(ThreadingHTTPServer):
         self.pools, self.cors = pools, cors
         super().__init__(address, _Handler)
 
+    def allowed(self, path: str) -> str:
+        """The methods the template routes for a path (only the greedy ANY route: all)."""
+        methods = {r.method for r in self.routes if r.method != "ANY" and r.pattern.match(path)}
+        return ", ".join(sorted((methods or ROUTABLE_METHODS) | {"OPTIONS"}))
+
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         for route in self.routes:
             if route.method not in (method, "ANY"):
@@ -142,6 +159,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 log.info("%s %s: the client left before the reply", self.command, self.path)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server answers a method without a do_* handler 501: API Gateway says 405."""
+        if code != HTTPStatus.NOT_IMPLEMENTED:
+            super().send_error(code, message, explain)
+            return
+        self.close_connection = True  # its body (if any) stays unread
+        allow = self.server.allowed(urlsplit(self.path).path)
+        body = json.dumps({"message": "Method Not Allowed"}).encode()
+        self._send(405, {"Content-Type": "application/json", "Allow": allow}, body)
 
     def _json(self, status: int, body: Any) -> None:
         self._send(status, {"Content-Type": "application/json"}, json.dumps(body).encode())

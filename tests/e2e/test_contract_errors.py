@@ -3,6 +3,8 @@ no or bad token, 404 for another owner's resource (indistinguishable from none).
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -217,3 +219,177 @@ def test_the_events_stream_needs_its_scope(api: str) -> None:
         f"{api}/v1/events", timeout=30, headers={"Authorization": f"Bearer {token('no-scope')}"}
     )
     is_error(reply, 403, "FORBIDDEN")
+
+
+# Hostile requests (issue 9, item 10): each answers a 4xx with the error body, never a 500.
+UPLOAD = {"kind": "slide", "filename": "a.svs", "size": 10}
+SOME_ID = "00000000-0000-4000-8000-000000000000"
+
+
+def _post_upload(api: str, user: str, data: bytes | str, kind: str | None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token(user)}"}
+    if kind is not None:
+        headers["Content-Type"] = kind
+    return requests.post(f"{api}/v1/uploads", data=data, headers=headers, timeout=30)
+
+
+def _written(conn: psycopg.Connection[Any], user: str) -> int:
+    row = conn.execute(
+        "SELECT count(*) AS n FROM events WHERE actor = %s", (f"user:{user}",)
+    ).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("text/plain", json.dumps(UPLOAD)),
+        ("application/xml", "<upload><kind>slide</kind><size>10</size></upload>"),
+        ("application/octet-stream", json.dumps(UPLOAD)),
+        ("image/png", b"\x89PNG\r\n\x1a\n"),
+        ("multipart/form-data; boundary=x", '--x\r\nContent-Disposition: form-data; name="kind"'),
+        ("application/x-www-form-urlencoded", "kind=slide&filename=a.svs&size=10"),
+    ],
+    ids=["text", "xml", "octet-stream", "image", "multipart", "form"],
+)
+def test_a_body_of_a_type_the_route_does_not_take_is_415(
+    api: str, conn: psycopg.Connection[Any], kind: str, body: str | bytes
+) -> None:
+    user = f"media-{uuid.uuid4().hex[:8]}"
+    is_error(_post_upload(api, user, body, kind), 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert _written(conn, user) == 0
+
+
+def test_json_that_curl_labels_form_urlencoded_is_still_read_as_json(api: str) -> None:
+    reply = _post_upload(api, "curl-d", json.dumps(UPLOAD), "application/x-www-form-urlencoded")
+    assert reply.status_code == 201, reply.text
+    also = _post_upload(api, "curl-d", json.dumps(UPLOAD), "application/json; charset=utf-8")
+    assert also.status_code == 201, also.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"kind": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"kind": "slide", "filename": "a", "size": 1, "x": '
+        + '{"a":' * 50_000
+        + "1"
+        + "}" * 50_001,
+        '{"kind": "slide", "filename": "' + "[" * 1000 + '", "size": 1, "x": [[[[[[[[[',
+    ],
+    ids=["array", "in-a-field", "objects", "unterminated"],
+)
+def test_json_nested_too_deep_or_malformed_is_400(
+    api: str, conn: psycopg.Connection[Any], body: str
+) -> None:
+    user = f"deep-{uuid.uuid4().hex[:8]}"
+    is_error(_post_upload(api, user, body, "application/json"), 400, "BAD_REQUEST")
+    assert _written(conn, user) == 0
+
+
+def test_json_nested_within_the_limit_is_read(api: str) -> None:
+    """Brackets inside strings do not count, and 32 levels are fine (an unknown field)."""
+    body = dict(UPLOAD, filename="[[[[.svs", extra=json.loads("[" * 31 + "]" * 31))
+    assert _post_upload(api, "nested", json.dumps(body), "application/json").status_code == 201
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"contentType": "text/plain\r"},
+        {"contentType": "text/plain\r\nX-Injected: 1"},
+        {"contentType": "text/plain\n"},
+        {"contentType": "text/plain; charset=\u00e9"},
+        {"contentType": "t\u00e9xt/plain"},
+        {"sha256": "0a" * 31 + "  "},
+        {"sha256": " " + "0a" * 31 + "0"},
+        {"sha256": "0a" * 32 + "\n"},
+        {"filename": "\ud800.svs"},
+        {"filename": "a\u200bb.svs"},
+        {"filename": ".."},
+        {"size": 1.5},
+        {"size": True},
+    ],
+    ids=repr,
+)
+def test_hostile_upload_fields_are_400(
+    api: str, conn: psycopg.Connection[Any], fields: dict[str, Any]
+) -> None:
+    user = f"hostile-{uuid.uuid4().hex[:8]}"
+    is_error(_post_upload(api, user, json.dumps(UPLOAD | fields), "application/json"), 400)
+    assert _written(conn, user) == 0
+
+
+def test_an_integer_too_long_to_read_is_400(api: str) -> None:
+    body = '{"kind": "slide", "filename": "a", "size": ' + "9" * 5000 + "}"
+    is_error(_post_upload(api, "digits", body, "application/json"), 400, "BAD_REQUEST")
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        ["9999-12-31T23:59:59-23:59", SOME_ID],  # past Postgres' time zone range
+        ["0001-01-01T00:00:00+23:59", SOME_ID],
+        ["2026-01-01T00:00:00+00:00", "not-a-uuid"],
+        {"a": 1, "b": 2},
+    ],
+    ids=repr,
+)
+def test_a_made_up_cursor_is_400(api: str, position: Any) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+    reply = requests.get(
+        f"{api}/v1/telemetry/sessions",
+        params={"cursor": cursor},
+        headers={"Authorization": f"Bearer {token('cursor')}"},
+        timeout=30,
+    )
+    is_error(reply, 400, "BAD_REQUEST")
+
+
+def test_a_body_that_is_not_utf8_is_400(api: str) -> None:
+    body = b'{"kind": "slide", "filename": "\xff\xfe", "size": 1}'
+    is_error(_post_upload(api, "latin", body, "application/json"), 400, "BAD_REQUEST")
+
+
+def test_a_part_digest_with_spaces_is_400(api: str, client_for: Callable[..., Client]) -> None:
+    big = client_for("parts-hostile").create_upload("slide", "big.bin", 9 * 1024 * 1024)
+    reply = requests.post(
+        f"{api}/v1/uploads/{big['uploadId']}/parts",
+        json={"parts": [{"partNumber": 1, "sha256": "0a" * 31 + "  "}]},
+        headers={"Authorization": f"Bearer {token('parts-hostile')}"},
+        timeout=30,
+    )
+    is_error(reply, 400, "BAD_REQUEST")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("TRACE", "/v1/uploads", "OPTIONS, POST"),  # the gateway: a method it never routes
+        ("TRACE", f"/v1/jobs/{NOBODY}", "GET, OPTIONS"),
+        ("QUERY", "/v1/health", "GET, OPTIONS"),
+        ("DELETE", "/v1/uploads", "OPTIONS, POST"),  # the API, from the whole contract
+        ("PATCH", f"/v1/uploads/{NOBODY}", "GET, OPTIONS"),
+        ("DELETE", "/v1/events", "GET, OPTIONS"),  # another function's path
+        ("POST", f"/v1/line-scans/{NOBODY}", "GET, OPTIONS"),
+    ],
+)
+def test_a_method_the_path_does_not_take_is_405_with_allow(
+    api: str, method: str, path: str, allowed: str
+) -> None:
+    reply = requests.request(
+        method, api + path, headers={"Authorization": f"Bearer {token('methods')}"}, timeout=30
+    )
+    assert reply.status_code == 405, (reply.status_code, reply.text[:200])
+    assert reply.headers["Allow"] == allowed
+
+
+def test_an_unknown_path_is_still_404(api: str) -> None:
+    reply = requests.delete(
+        f"{api}/v1/nothing-here",
+        headers={"Authorization": f"Bearer {token('methods')}"},
+        timeout=30,
+    )
+    is_error(reply, 404, "NOT_FOUND")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from blake3 import blake3
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ def blake3_digest(data: bytes) -> bytes:
 
 
 def parse_hex_digest(value: str) -> bytes:
-    """A 64-hex-digit digest (either case) as 32 bytes; ValueError otherwise."""
-    if len(value) != 64:
+    """A 64-hex-digit digest (either case) as 32 bytes; ValueError otherwise (spaces too:
+    `bytes.fromhex` would skip them and make a shorter digest)."""
+    if not _HEX64.fullmatch(value):
         raise ValueError("a digest is 64 hex digits")
     return bytes.fromhex(value)

@@ -6,20 +6,29 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from slipway import auth
+from slipway import auth, errors
 from slipway.errors import Code, SlipwayError
 
 log = logging.getLogger(__name__)
 
 # Routes that take no bearer token: they are public, or carry a capability in the path.
 _PUBLIC = re.compile(r"^/v1/(health|openapi\.json|static/.+|slides/[^/]+/(dzi|viewer)/.+)$")
+# JSON deeper than this is refused before it is parsed (json.loads recurses once per level).
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+_FORM = "application/x-www-form-urlencoded"
 
 
 def error_response(status: int, code: str, message: str) -> Response[str]:
@@ -52,13 +61,70 @@ def _describe(exc: RequestValidationError) -> str:
     problems = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+        what = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":  # its loc is the character's position
+            reason = err.get("ctx", {}).get("error", "")
+            where, what = "body", f"not valid JSON at character {where}: {reason}"
+        if err.get("type") == "string_pattern_mismatch":  # not the (long) pattern itself
+            what = "has a form the API does not accept (see its pattern in the OpenAPI document)"
+        problems.append(f"{where or 'body'}: {what}")
     return "; ".join(problems) or "invalid request"
+
+
+def json_depth_exceeds(text: str, limit: int) -> bool:
+    """Whether a JSON text nests deeper than `limit`, found without parsing it."""
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _unsupported(kind: str) -> SlipwayError:
+    return SlipwayError(
+        Code.UNSUPPORTED_MEDIA_TYPE,
+        f"this route takes application/json, not {kind[:100]}",
+        status=415,
+    )
+
+
+class _JsonBodies(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, reading bodies as this API takes them: JSON (or an
+    object that curl -d labels form-urlencoded), nested at most MAX_JSON_DEPTH deep. Any
+    other type is a 415, malformed or over-deep JSON a 400, and an empty body no body. Only
+    routes that declare a body read it here (the line-scan PUT reads its bytes itself)."""
+
+    def _get_body(self, app: Any) -> Any:
+        event = app.current_event
+        if not event.get("body"):
+            return None
+        kind = event.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        json_kind = not kind or kind == "application/json" or kind.endswith("+json")
+        if not json_kind and kind != _FORM:
+            raise _unsupported(kind)
+        try:
+            text = event.decoded_body or ""
+        except ValueError as exc:  # UnicodeDecodeError, binascii.Error
+            raise errors.bad_request("the body is not UTF-8 JSON") from exc
+        if not json_kind and not text.lstrip().startswith("{"):  # curl -d sends JSON as form
+            raise _unsupported(kind)
+        if json_depth_exceeds(text, MAX_JSON_DEPTH):
+            raise errors.bad_request(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            return self._parse_json_data(app)  # malformed JSON: a RequestValidationError
+        except ValueError as exc:  # an integer of more than 4300 digits
+            raise errors.bad_request(f"the JSON is not readable: {exc}"[:200]) from exc
 
 
 class Resolver(APIGatewayHttpResolver):
     """Authenticates before anything else (a request without a valid token is a 401, even
-    when its body is also wrong), then resolves as Powertools does."""
+    when its body is also wrong), then resolves as Powertools does, with JSON bodies read
+    by _JsonBodies; its OpenAPI document states the answers this resolver gives."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._request_validation_middleware = _JsonBodies()
 
     def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         event = dict(event)
@@ -69,8 +135,11 @@ class Resolver(APIGatewayHttpResolver):
                 self.append_context(principal=auth.authenticate(event))
             except SlipwayError as exc:
                 return _raw(exc.status, exc.body())
-        _read_json_as_json(event)
         return super().resolve(event, context)
+
+    def get_openapi_json_schema(self, *args: Any, **kwargs: Any) -> str:
+        document = json.loads(super().get_openapi_json_schema(*args, **kwargs))
+        return json.dumps(_as_served(document), indent=2)
 
 
 def _raw(status: int, body: Any) -> dict[str, Any]:
@@ -82,21 +151,67 @@ def _raw(status: int, body: Any) -> dict[str, Any]:
     }
 
 
-def _read_json_as_json(event: dict[str, Any]) -> None:
-    """Bodies are JSON. curl -d labels them form-urlencoded: read an object as JSON anyway."""
-    headers = event["headers"] = dict(event.get("headers") or {})
-    kind = next((k for k in headers if k.lower() == "content-type"), None)
-    body = event.get("body") or ""
-    if (
-        kind
-        and headers[kind].startswith("application/x-www-form-urlencoded")
-        and not event.get("isBase64Encoded")
-        and body.lstrip().startswith("{")
-    ):
-        headers[kind] = "application/json"
+def _error_reply(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/ErrorBody"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _as_served(document: dict[str, Any]) -> dict[str, Any]:
+    """Powertools' document, corrected to what this resolver answers on every route: bad
+    input is a 400 (never its 422), a body that is not JSON a 415, a route without a valid
+    token a 401 (declared as bearer security), an id that is none of the caller's a 404.
+    The routes' own `responses=` declare the rest."""
+    from slipway.api.models import ErrorBody, ErrorDetail
+
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.pop("422", None)
+            if operation.get("parameters") or "requestBody" in operation:
+                responses.setdefault("400", _error_reply("bad input"))
+            if "requestBody" in operation:
+                responses.setdefault("415", _error_reply("the body is not application/json"))
+            if "{" in path:
+                responses.setdefault("404", _error_reply("not found, or another owner's"))
+            if not _PUBLIC.match(path):
+                responses.setdefault("401", _error_reply("no valid bearer token"))
+                operation["security"] = [{"bearer": []}]
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    used = json.dumps(document["paths"])
+    for powertools in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        if f'"#/components/schemas/{powertools}"' not in used:
+            schemas.pop(powertools, None)
+    ref = "#/components/schemas/{model}"
+    schemas.setdefault("ErrorDetail", ErrorDetail.model_json_schema(ref_template=ref))
+    schemas.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template=ref))
+    schemas["ErrorBody"].pop("$defs", None)
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    return document
+
+
+@cache
+def _contract_paths() -> list[tuple[re.Pattern[str], str]]:
+    """Each path of the whole API's contract (all functions) and the methods it takes."""
+    from slipway.api.meta import openapi_document
+
+    found = []
+    for path, operations in json.loads(openapi_document())["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
+        methods = ", ".join(sorted({m.upper() for m in operations} | {"OPTIONS"}))
+        found.append((re.compile(f"^{pattern}$"), methods))
+    return found
+
+
+def allowed_methods(path: str) -> str | None:
+    """The `Allow` header for a path the contract has, or None for a path it has not."""
+    return next((methods for pattern, methods in _contract_paths() if pattern.match(path)), None)
 
 
 def resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
+    auth.check_secrets()  # a function with a published or short secret refuses to start
     app = Resolver(
         enable_validation=True,
         cors=CORSConfig(
@@ -118,7 +233,12 @@ def resolver(*routers: APIGatewayHttpRouter) -> APIGatewayHttpResolver:
 
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response[str]:
-        return error_response(404, Code.NOT_FOUND.value, "no such route")
+        allow = allowed_methods(app.current_event.path)
+        if allow is None:
+            return error_response(404, Code.NOT_FOUND.value, "no such route")
+        reply = error_response(405, Code.METHOD_NOT_ALLOWED.value, f"this path takes {allow}")
+        reply.headers["Allow"] = allow
+        return reply
 
     @app.exception_handler(Exception)
     def _crash(exc: Exception) -> Response[str]:

@@ -4,42 +4,73 @@ camelCase."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt, StrictStr
+
+from slipway import uploads
+from slipway.config import settings
 
 # requests ------------------------------------------------------------------------------
+# The constraints are the API's own rules (uploads.validate), so that the OpenAPI document
+# says exactly what is accepted: a request it allows is never refused as bad input.
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: `1.0` is the integer 1 (and `"1"` still a 400)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+HexDigest = Annotated[StrictStr, Field(pattern=uploads.HEX_DIGEST)]
+PartNumber = Annotated[StrictInt, Field(ge=1, le=uploads.S3_MAX_PARTS), BeforeValidator(_integral)]
+
+
+def _at_most_the_configured_size(schema: dict[str, Any]) -> None:
+    schema["maximum"] = settings().max_upload_size  # validate() enforces it (configurable)
 
 
 class CreateUpload(BaseModel):
     kind: Literal["slide", "telemetry"]
-    filename: StrictStr
-    size: StrictInt
-    contentType: StrictStr = "application/octet-stream"
-    sha256: StrictStr | None = Field(None, description="hex SHA-256 of the whole file")
+    filename: StrictStr = Field(
+        min_length=1,
+        max_length=255,
+        pattern=uploads.FILENAME,
+        description="a bare file name: at most 255 bytes of UTF-8, no path, no control "
+        "or format characters",
+    )
+    size: JsonInt = Field(
+        ge=1,
+        description="bytes; at most the configured maximum (20 GiB by default)",
+        json_schema_extra=_at_most_the_configured_size,
+    )
+    contentType: StrictStr = Field(
+        "application/octet-stream", max_length=255, pattern=uploads.MEDIA_TYPE
+    )
+    sha256: HexDigest | None = Field(None, description="hex SHA-256 of the whole file")
     checksumParts: StrictBool = Field(
         False, description="multipart only: sign each part's SHA-256 (give them to /parts)"
     )
 
 
 class PartWanted(BaseModel):
-    partNumber: StrictInt
-    sha256: StrictStr | None = Field(None, description="hex SHA-256 of this part")
+    partNumber: PartNumber
+    sha256: HexDigest | None = Field(None, description="hex SHA-256 of this part")
 
 
 class SignParts(BaseModel):
-    partNumbers: list[StrictInt] = Field(default_factory=list, max_length=1000)
+    partNumbers: list[PartNumber] = Field(default_factory=list, max_length=1000)
     parts: list[PartWanted] = Field(default_factory=list, max_length=1000)
 
 
 class CompletedPart(BaseModel):
-    partNumber: StrictInt
-    etag: StrictStr
+    partNumber: PartNumber
+    etag: StrictStr = Field(max_length=1024)
 
 
 class Complete(BaseModel):
-    parts: list[CompletedPart] | None = None
+    parts: list[CompletedPart] | None = Field(None, max_length=uploads.S3_MAX_PARTS)
 
 
 # responses -----------------------------------------------------------------------------
@@ -209,6 +240,19 @@ def documented(
     out: dict[int, OpenAPIResponse] = {
         status: {"description": description, "content": {"application/json": {"model": model}}}
     }
-    for code in errors:
-        out[code] = {"description": "error", "content": {"application/json": {"model": ErrorBody}}}
-    return out
+    return out | failures(*errors)
+
+
+def failures(*statuses: int) -> dict[int, OpenAPIResponse]:
+    """Error statuses of a route, each with the contract's error body."""
+    body: OpenAPIResponse = {
+        "description": "error",
+        "content": {"application/json": {"model": ErrorBody}},
+    }
+    return {status: body for status in statuses}
+
+
+def media(status: int, description: str, *types: str) -> dict[int, OpenAPIResponse]:
+    """The `responses=` of a route whose success body is not JSON (pages, images, XML)."""
+    content: dict[str, Any] = {kind: {"schema": {"type": "string"}} for kind in types}
+    return {status: {"description": description, "content": content}}

@@ -13,21 +13,24 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from slipway import errors, slides
 from slipway.api.http import base_url, json_response, principal
-from slipway.api.models import SlideView, documented
+from slipway.api.models import SlideView, documented, failures, media
 
 UploadId = Annotated[UUID, Path(alias="uploadId")]
-Token = Annotated[str, Path(alias="token", max_length=100)]
+# A capability token (auth.capability): characters a URL carries unescaped only.
+Token = Annotated[str, Path(alias="token", pattern=r"^[A-Za-z0-9._~-]{1,100}$")]
+_ASSET_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 _TILE = re.compile(r"^\d{1,7}_\d{1,7}\.(jpeg|jpg|png|webp)$")
 
 
 _STATIC_TYPES = {".js": "text/javascript", ".png": "image/png", ".map": "application/json"}
+_ASSET_REPLIES = media(200, "a file of the viewer", *sorted(set(_STATIC_TYPES.values())))
 
 
 # Binary bodies: Powertools' response validation would serialize them as UTF-8 text, so
 # the routes that return them leave their return type unannotated (it skips them then).
 def _asset(folder: str, name: str) -> Response[bytes]:
     suffix = name[name.rfind(".") :] if "." in name else ""
-    if suffix not in _STATIC_TYPES or "/" in name or name.startswith("."):
+    if suffix not in _STATIC_TYPES or not _ASSET_NAME.fullmatch(name):
         raise errors.not_found("asset")
     path = resources.files("slipway").joinpath("static", *folder.split("/"), name)
     if not path.is_file():
@@ -49,7 +52,10 @@ def routes() -> APIGatewayHttpRouter:
     def get_slide(upload_id: UploadId) -> Response[str]:
         return json_response(200, slides.view(upload_id, principal(router).owner, base_url(router)))
 
-    @router.get("/v1/slides/<uploadId>/dzi/<token>/slide.dzi")
+    @router.get(
+        "/v1/slides/<uploadId>/dzi/<token>/slide.dzi",
+        responses=media(200, "the Deep Zoom descriptor (XML)", "application/xml") | failures(403),
+    )
     def get_dzi(upload_id: UploadId, token: Token) -> Response[str]:
         """The Deep Zoom descriptor (XML); the link itself carries the permission."""
         return Response(
@@ -59,7 +65,12 @@ def routes() -> APIGatewayHttpRouter:
             headers={"Cache-Control": "private, max-age=300"},
         )
 
-    @router.get("/v1/slides/<uploadId>/dzi/<token>/slide_files/<level>/<tile>")
+    @router.get(
+        "/v1/slides/<uploadId>/dzi/<token>/slide_files/<level>/<tile>",
+        responses=media(200, "the tile", "image/jpeg", "image/png", "image/webp")
+        | media(302, "the tile at a short-lived URL of its object", "text/plain")
+        | failures(403),
+    )
     def get_tile(  # type: ignore[no-untyped-def]
         upload_id: UploadId,
         token: Token,
@@ -83,7 +94,10 @@ def routes() -> APIGatewayHttpRouter:
             headers={"Location": found.redirect or "", "Cache-Control": "private, max-age=300"},
         )
 
-    @router.get("/v1/slides/<uploadId>/viewer/<token>")
+    @router.get(
+        "/v1/slides/<uploadId>/viewer/<token>",
+        responses=media(200, "the viewer page", "text/html") | failures(403),
+    )
     def get_viewer(upload_id: UploadId, token: Token) -> Response[str]:
         """A zoomable view of the slide (OpenSeadragon)."""
         slides.dzi_descriptor(upload_id, token)  # 404/403 before rendering a dead page
@@ -92,12 +106,12 @@ def routes() -> APIGatewayHttpRouter:
         page = page.replace("{{TITLE}}", f"Slide {upload_id}")
         return Response(200, "text/html; charset=utf-8", page)
 
-    @router.get("/v1/static/openseadragon/<asset>")
-    def get_viewer_asset(asset: Annotated[str, Path(max_length=100)]):  # type: ignore[no-untyped-def]
+    @router.get("/v1/static/openseadragon/<asset>", responses=_ASSET_REPLIES)
+    def get_viewer_asset(asset: Annotated[str, Path()]):  # type: ignore[no-untyped-def]
         return _asset("openseadragon", asset)
 
-    @router.get("/v1/static/openseadragon/images/<asset>")
-    def get_viewer_image(asset: Annotated[str, Path(max_length=100)]):  # type: ignore[no-untyped-def]
+    @router.get("/v1/static/openseadragon/images/<asset>", responses=_ASSET_REPLIES)
+    def get_viewer_image(asset: Annotated[str, Path()]):  # type: ignore[no-untyped-def]
         return _asset("openseadragon/images", asset)
 
     return router

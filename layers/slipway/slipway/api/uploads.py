@@ -55,7 +55,8 @@ def routes() -> APIGatewayHttpRouter:
 
     @router.post(
         "/v1/uploads/<uploadId>/complete",
-        responses=documented(UploadView, 202, "verifying", 400, 401, 404, 409),
+        responses=documented(UploadView, 202, "verifying", 400, 401, 404, 409)
+        | documented(UploadView, 200, "settled already"),
     )
     def complete_upload(
         upload_id: UploadId, body: Annotated[Complete | None, Body()] = None

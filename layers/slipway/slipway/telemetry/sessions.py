@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -125,13 +125,16 @@ def _cursor(row: Mapping[str, Any]) -> str:
 
 
 def list_for_owner(owner: str, limit: int, cursor: str | None) -> dict[str, Any]:
-    after_created, after_id = None, None
+    after_created: datetime | None = None
+    after_id: UUID | None = None
     if cursor:
         try:
-            after_created, after_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-            datetime.fromisoformat(after_created)
-            UUID(after_id)
-        except (ValueError, TypeError) as exc:
+            created_text, id_text = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+            created = datetime.fromisoformat(created_text)
+            if created.tzinfo is None:
+                raise ValueError("a cursor's time has an offset")
+            after_created, after_id = created.astimezone(UTC), UUID(id_text)
+        except (ValueError, TypeError, OverflowError) as exc:
             raise errors.bad_request("cursor is not one this API returned") from exc
     with db.connect() as conn:
         rows = conn.execute(
