@@ -1,4 +1,5 @@
-"""linescan: PUT/GET /v1/line-scans/{scanId}/tiles/{tileId}, GET /v1/line-scans/{scanId}.
+"""linescan: PUT/GET /v1/line-scans/{scanId}/tiles/{tileId}, POST .../upload and
+.../complete (pre-signed PUTs for tiles above the inline limit), GET /v1/line-scans/{scanId}.
 DB-first tile uploads (seed adr-line-scan-tile-upload)."""
 
 from typing import Any

@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from slipway import linescan
+from slipway import linescan, storage
+from slipway.config import settings
 from slipway.errors import SlipwayError
 from tests.integration.conftest import library_settings
 from tests.support import free_ports
@@ -30,7 +31,7 @@ def test_a_storage_outage_leaves_failed_and_a_repeat_converges(
     row = conn.execute("SELECT * FROM line_scan_tiles WHERE tile_id = %s", (tile,)).fetchone()
     assert row is not None
     assert row["state"] == "failed" and row["attempts"] == 1
-    assert "Connect" in row["last_error"] or "connect" in row["last_error"]
+    assert row["last_error"] == "storage unavailable", "stable, with no endpoint in it"
     with pytest.raises(SlipwayError) as caught:
         linescan.get_tile(OWNER, scan, tile)
     assert caught.value.status == 409 and caught.value.details == {"state": "failed"}
@@ -80,3 +81,34 @@ def test_sizes_are_checked() -> None:
     with pytest.raises(SlipwayError) as caught:
         linescan.put_tile(OWNER, uuid.uuid4(), uuid.uuid4(), b"x" * (5 * 1024 * 1024 + 1))
     assert caught.value.status == 413
+
+
+def test_complete_hashes_the_stored_bytes_before_ready(conn: psycopg.Connection[Any]) -> None:
+    """Storage that ignores the signed checksum took other bytes: complete refuses them."""
+    scan, tile, body = uuid.uuid4(), uuid.uuid4(), os.urandom(4096)
+    sha = hashlib.sha256(body).digest()
+    signed = linescan.sign_upload(OWNER, scan, tile, len(body), sha)
+    assert signed["state"] == "pending" and signed["upload"]["headers"]
+    key = storage.line_scan_object_key(scan, tile, sha)
+    storage.put_bytes(settings().data_bucket, key, os.urandom(len(body)), "image/png")
+    with pytest.raises(SlipwayError) as caught:
+        linescan.complete_upload(OWNER, scan, tile, sha)
+    assert caught.value.status == 409 and caught.value.code.value == "CHECKSUM_MISMATCH"
+    row = conn.execute("SELECT * FROM line_scan_tiles WHERE tile_id = %s", (tile,)).fetchone()
+    assert row is not None and row["state"] == "failed" and row["sha256"] is None
+    assert row["last_error"] == "the stored bytes do not match the declared sha256"
+    assert storage.head(settings().data_bucket, key) is None, "the wrong bytes are removed"
+
+    storage.put_bytes(settings().data_bucket, key, body, "application/octet-stream")
+    done = linescan.complete_upload(OWNER, scan, tile, sha)
+    assert done["state"] == "ready" and done["sha256"] == sha.hex() and done["size"] == 4096
+    assert linescan.get_tile(OWNER, scan, tile) == body
+
+
+def test_a_text_body_type_is_415_before_anything_is_recorded() -> None:
+    for refused in ("text/plain", "application/json", "image/", "imagex/png"):
+        with pytest.raises(SlipwayError) as caught:
+            linescan.check_media_type(refused)
+        assert caught.value.status == 415
+    for taken in (None, "application/octet-stream", "IMAGE/PNG", "image/tiff; x=1"):
+        linescan.check_media_type(taken)

@@ -31,6 +31,19 @@ class ApiError(RuntimeError):
         self.status, self.code, self.message = status, code, message
 
 
+# The largest line-scan tile sent in the request body; larger ones (up to 5 MiB) go
+# through a pre-signed PUT (docs/api.md, "Line-scan tiles").
+INLINE_TILE_LIMIT = 4 * 1024 * 1024
+
+
+def _api_error(reply: requests.Response) -> ApiError:
+    try:
+        error = reply.json()["error"]
+        return ApiError(reply.status_code, error["code"], error["message"])
+    except (ValueError, KeyError, TypeError):
+        return ApiError(reply.status_code, "HTTP", reply.text[:300])
+
+
 class FileSlice:
     """`length` bytes of a file from `offset`, read on demand: a request body whose length
     requests can see (so it sends Content-Length, which the URL's signature covers)."""
@@ -197,6 +210,48 @@ class Client:
 
     def events(self, since: int = 0, limit: int = 100, wait: float | None = None) -> dict[str, Any]:
         return dict(self.call("GET", "/v1/events", since=since, limit=limit, wait=wait))
+
+    # --- line-scan tiles -------------------------------------------------------------------
+
+    def put_tile(
+        self,
+        scan_id: str,
+        tile_id: str,
+        data: bytes,
+        content_type: str = "application/octet-stream",
+    ) -> dict[str, Any]:
+        """Store one tile (up to 5 MiB): in the request body up to INLINE_TILE_LIMIT, above
+        it through a pre-signed PUT (a body through API Gateway and Lambda is at most 6 MB,
+        base64 included), then complete. Returns the tile, `ready`."""
+        path = f"/v1/line-scans/{scan_id}/tiles/{tile_id}"
+        if len(data) <= INLINE_TILE_LIMIT:
+            reply = self.session.put(
+                f"{self.base_url}{path}",
+                data=data,
+                headers={"Content-Type": content_type},
+                timeout=self.timeout,
+            )
+            if reply.status_code >= 400:
+                raise _api_error(reply)
+            return dict(reply.json())
+        sha = hashlib.sha256(data).hexdigest()
+        signed = dict(self.call("POST", f"{path}/upload", {"size": len(data), "sha256": sha}))
+        upload = signed.pop("upload")
+        if upload is None:
+            return signed  # already stored with these bytes
+        self.put(upload["url"], upload["headers"], data)
+        return dict(self.call("POST", f"{path}/complete", {"sha256": sha}))
+
+    def tile_bytes(self, scan_id: str, tile_id: str) -> bytes:
+        reply = self.session.get(
+            f"{self.base_url}/v1/line-scans/{scan_id}/tiles/{tile_id}", timeout=self.timeout
+        )
+        if reply.status_code >= 400:
+            raise _api_error(reply)
+        return reply.content
+
+    def line_scan(self, scan_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/v1/line-scans/{scan_id}"))
 
     # --- storage ---------------------------------------------------------------------------
 

@@ -416,6 +416,10 @@ def _session_failed(s: Store, e: Event) -> None:
 
 @projects("v1.linescan.scan_created")
 def _scan_created(s: Store, e: Event) -> None:
+    # A scan keeps the owner whose first PUT created it. Writers claim the scan under a lock,
+    # but a log may hold a second `scan_created` from before they did: it changes nothing.
+    if s.get("line_scans", e.subject_id) is not None:
+        return
     s.put(
         "line_scans",
         {

@@ -1,6 +1,3 @@
--- name: lock_scan
-SELECT * FROM line_scans WHERE id = %(id)s FOR UPDATE;
-
 -- name: get_scan
 SELECT * FROM line_scans WHERE id = %(id)s;
 
@@ -12,3 +9,8 @@ SELECT * FROM line_scan_tiles WHERE scan_id = %(scan_id)s AND tile_id = %(tile_i
 
 -- name: tiles
 SELECT * FROM line_scan_tiles WHERE scan_id = %(scan_id)s ORDER BY created_at, tile_id;
+
+-- name: claim
+-- Serialises the transactions that may create one row (a scan, a tile) until commit:
+-- FOR UPDATE locks nothing while the row does not exist yet.
+SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0));
