@@ -5,7 +5,6 @@ Verifies size and checksum, hashes (SHA-256 + BLAKE3), stores content-addressed,
 the upload ready or failed and enqueues its jobs. Safe under duplicate, late or lost
 notifications (see slipway.uploads)."""
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,10 +13,9 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from slipway import logs, uploads
+from slipway import logs, messages, uploads
 from slipway.api import uploads as upload_routes
 from slipway.api.http import resolver
 
@@ -26,8 +24,10 @@ app = resolver(upload_routes.routes())
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def on_message(record: SQSRecord) -> None:
-    uploads.on_notification(json.loads(record.body), "fn:upload_complete")
+# a malformed message is logged and dropped at once; a failure that may pass is retried
+on_message = messages.consumer(
+    messages.upload_event, lambda body: uploads.on_notification(body, "fn:upload_complete")
+)
 
 
 @logger.inject_lambda_context

@@ -2,8 +2,10 @@
 
 Each mapping long-polls its queue and invokes the function with the same event JSON
 Lambda sends: on success the batch is deleted, except the messages the function reports
-in `batchItemFailures`; on an error nothing is deleted, so the messages come back after
-the visibility timeout and the queue's redrive policy dead-letters them after N tries.
+in `batchItemFailures`; on an error (or a failure naming no message of the batch) nothing
+is deleted, so the messages come back after the visibility timeout and the queue's redrive
+policy dead-letters them after N tries. The functions drop malformed messages themselves
+(slipway.messages), so only failures that may pass come back.
 """
 
 from __future__ import annotations
@@ -82,7 +84,11 @@ class QueueMapping(threading.Thread):
                 exc,
             )
             return
-        failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+        failed = {f.get("itemIdentifier") for f in (result or {}).get("batchItemFailures", [])}
+        if not failed <= {m["MessageId"] for m in messages}:
+            # as Lambda does: a failure naming no message of the batch fails the whole batch
+            log.warning("%s reported unknown failures; the batch will be retried", self.queue_url)
+            return
         done = [m for m in messages if m["MessageId"] not in failed]
         if done:
             self.sqs.delete_message_batch(

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 SQL = queries.load("jobs")
 DEFAULT_MAX_ATTEMPTS = 3
 BACKOFF_CAP_SECONDS = 900.0  # also SQS's longest message delay
+# What a job says about an unexpected failure (worker.public_error); the details are logged.
+TRANSIENT_MESSAGE = "the attempt failed unexpectedly; the details are in the worker's log"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,10 @@ class Job:
     @property
     def error(self) -> dict[str, str] | None:
         if self.status in ("FAILED", "QUEUED") and self.last_error_code:
-            return {"code": self.last_error_code, "message": self.last_error_message or ""}
+            message = self.last_error_message or ""
+            if self.last_error_code == Code.TRANSIENT:  # rows from before: exception text
+                message = TRANSIENT_MESSAGE
+            return {"code": self.last_error_code, "message": message}
         return None
 
     def to_api(self) -> dict[str, Any]:
@@ -154,7 +159,7 @@ def claim(job_type: str, worker: str, lease_seconds: int | None = None) -> Job |
             job = Job.from_row(row)
             reclaimed = job.status == "RUNNING"
             if reclaimed and job.attempt_count >= job.max_attempts:
-                message = f"worker {job.locked_by} stopped renewing its lease"
+                message = f"the worker of attempt {job.attempt_count} stopped renewing its lease"
                 record(
                     conn,
                     f"worker:{worker}",

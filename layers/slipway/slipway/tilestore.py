@@ -8,25 +8,37 @@
 
 Either way the `.dzi` descriptor is written last, once every tile is stored, so a visible
 descriptor always means a complete pyramid. No pyvips import here: the API reads tiles.
+
+Each attempt of a tile job writes under a prefix of its own (`begin_attempt`:
+`slides/{uploadId}/{jobId}/{attempt}/`), and the slide row points at the prefix of the
+attempt whose success was recorded under its lease (`jobs.succeed`), so a worker that lost
+its lease writes only where nothing is served. Its writes are removed by itself (the
+writer registers `remove` in `lease.discard`) or by the job's next attempt.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID
 
 from slipway import storage
 from slipway.zipstream import ZipStream
 
 if TYPE_CHECKING:
     import pyvips
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
+log = logging.getLogger(__name__)
 DZI_NAME = "slide"  # {prefix}slide.dzi + tiles below slide_files/
 LAYOUTS = ("archive", "files")
+DELETE_BATCH = 1000  # S3 DeleteObjects' limit
 
 
 def dzi_key(prefix: str) -> str:
@@ -48,6 +60,41 @@ def tile_key(prefix: str, level: int, name: str) -> str:
 class Lease(Protocol):
     lost: bool
     progress: dict[str, Any]
+    discard: list[Callable[[], None]]
+
+
+def delete_under(bucket: str, prefix: str, keep: Callable[[str], bool] = lambda key: False) -> int:
+    """Delete every object (and abort every unfinished upload) under `prefix`, except the
+    keys `keep` picks; returns how many objects went."""
+    for key, multipart_id, _ in storage.list_multipart_uploads(bucket, prefix):
+        if not keep(key):
+            storage.abort_multipart(bucket, key, multipart_id)
+    doomed = [key for key, _, _ in storage.list_keys(bucket, prefix) if not keep(key)]
+    for start in range(0, len(doomed), DELETE_BATCH):
+        batch: list[ObjectIdentifierTypeDef] = [
+            {"Key": key} for key in doomed[start : start + DELETE_BATCH]
+        ]
+        storage.client().delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+    return len(doomed)
+
+
+def begin_attempt(bucket: str, slide_prefix: str, job_id: UUID, attempt: int) -> str:
+    """The prefix attempt `attempt` of tile job `job_id` writes under, once what the job's
+    earlier attempts left there is removed. None of those was ever served: an attempt
+    after the first exists only because the ones before it recorded no success."""
+    base = f"{slide_prefix}{job_id}/"
+
+    def later(key: str) -> bool:  # this attempt, or a later one (this one is the zombie)
+        number = key.removeprefix(base).split("/", 1)[0]
+        return not number.isdigit() or int(number) >= attempt
+
+    removed = delete_under(bucket, base, keep=later)
+    if removed:
+        log.info(
+            "removed what earlier attempts wrote",
+            extra={"job_id": str(job_id), "attempt": attempt, "objects": removed},
+        )
+    return f"{base}{attempt}/"
 
 
 class Writer:
@@ -60,6 +107,12 @@ class Writer:
         self.tiles = 0
         self.error: BaseException | None = None
         self._zip = ZipStream(self._on_entry)
+        lease.discard.append(self.remove)  # if the attempt's result is not recorded
+
+    def remove(self) -> None:
+        """Delete what this writer stored (its prefix is its attempt's alone)."""
+        self.abandon()  # nothing in flight any more
+        delete_under(self.bucket, self.prefix)
 
     def _on_entry(self, name: str, data: bytes, offset: int) -> None:
         if name.endswith(".dzi"):
@@ -171,6 +224,7 @@ class ArchiveWriter(Writer):
         super().__init__(bucket, prefix, lease)
         self.index: dict[str, list[int]] = {}
         self._archive = storage.ObjectWriter(bucket, archive_key(prefix), "application/zip")
+        self._sealed = False
 
     def store_tile(self, name: str, data: bytes, offset: int) -> None:
         self.index[name] = [offset, len(data)]
@@ -183,13 +237,15 @@ class ArchiveWriter(Writer):
 
     def seal(self) -> None:
         self._archive.close()
+        self._sealed = True
         index = gzip.compress(
             json.dumps({"archive": self._archive.key, "tiles": self.index}).encode(), mtime=0
         )
         storage.put_bytes(self.bucket, index_key(self.prefix), index, "application/gzip")
 
     def abandon(self) -> None:
-        self._archive.abort()
+        if not self._sealed:  # a completed upload has nothing to abort
+            self._archive.abort()
 
 
 def writer(layout: str, bucket: str, prefix: str, lease: Lease) -> Writer:

@@ -3,7 +3,14 @@
 A job handler takes the claimed job and its lease and returns the events that record its
 result; they are committed together with SUCCEEDED. A SlipwayError fails the attempt with
 its stable code (no retry when it is permanent, i.e. bad input); any other exception is
-transient and retried with backoff until the job's attempts run out.
+transient and retried with backoff until the job's attempts run out. An unexpected
+exception is logged with the job id and recorded only as a stable code and a fixed
+message (`public_error`): its text (endpoints, paths, SQL) never reaches the API.
+
+What an attempt writes outside the database is fenced by the lease: the handler writes
+under a place of its own attempt and registers how to remove it (`Lease.discard`); only a
+success recorded under the lease (`jobs.succeed`) makes it what is served, and the writes
+of an attempt that did not end so (failed, or its lease lost) are removed.
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
-from slipway import jobs
+import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
+
+from slipway import jobs, messages
 from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent
@@ -36,6 +46,8 @@ class Lease:
     seconds: int
     lost: bool = False
     progress: dict[str, Any] = field(default_factory=dict)  # reported with each heartbeat
+    # what removes this attempt's writes if its result is not recorded (failed, lease lost)
+    discard: list[Callable[[], None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -85,25 +97,58 @@ class Lease:
 Handler = Callable[[Job, Lease], Sequence[NewEvent]]
 
 
-def run_one(job: Job, handler: Handler, worker: str) -> str | None:
-    """Run a claimed job to its outcome; returns the job's new status (None: lease lost)."""
-    log.info(
-        "job started", extra={"job_id": str(job.id), "type": job.type, "attempt": job.attempt_count}
-    )
+def public_error(exc: Exception) -> SlipwayError:
+    """An unexpected exception as a job records it: a stable code and a fixed message.
+    The exception's own text stays in the log, with the job id."""
+    if isinstance(exc, BotoCoreError | ClientError):
+        message = "object storage could not be reached or refused a request"
+        return SlipwayError(Code.STORAGE_FAILED, message, permanent=False)
+    if isinstance(exc, psycopg.OperationalError):
+        return SlipwayError(Code.UNAVAILABLE, "the database could not be reached", permanent=False)
+    return SlipwayError(Code.TRANSIENT, jobs.TRANSIENT_MESSAGE, permanent=False)
+
+
+def _attempt(job: Job, handler: Handler, lease: Lease) -> str | None:
     try:
-        with Lease(job, worker, settings().job_lease_seconds) as lease:
+        with lease:
             results = handler(job, lease)
     except LeaseLost:
         log.warning("lease lost; another worker owns job %s now", job.id)
         return None
     except SlipwayError as exc:
         log.info("job attempt failed", extra={"job_id": str(job.id), "code": exc.code.value})
-        return jobs.fail(job, worker, exc)
+        return jobs.fail(job, lease.worker, exc)
     except Exception as exc:
-        log.exception("job attempt crashed", extra={"job_id": str(job.id)})
-        error = SlipwayError(Code.TRANSIENT, f"{type(exc).__name__}: {exc}"[:500], permanent=False)
-        return jobs.fail(job, worker, error)
-    return "SUCCEEDED" if jobs.succeed(job, worker, results) else None
+        error = public_error(exc)
+        log.exception(
+            "job attempt crashed", extra={"job_id": str(job.id), "code": error.code.value}
+        )
+        return jobs.fail(job, lease.worker, error)
+    if jobs.succeed(job, lease.worker, results):
+        return "SUCCEEDED"
+    log.warning("lease lost before the result was recorded; job %s", job.id)
+    return None
+
+
+def run_one(job: Job, handler: Handler, worker: str) -> str | None:
+    """Run a claimed job to its outcome; returns the job's new status (None: lease lost).
+    Unless it succeeded, what the attempt registered in `lease.discard` is removed."""
+    log.info(
+        "job started", extra={"job_id": str(job.id), "type": job.type, "attempt": job.attempt_count}
+    )
+    lease = Lease(job, worker, settings().job_lease_seconds)
+    status = _attempt(job, handler, lease)  # if recording raised, the outcome is unknown
+    if status != "SUCCEEDED":
+        _discard(lease)
+    return status
+
+
+def _discard(lease: Lease) -> None:
+    for remove in lease.discard:
+        try:
+            remove()
+        except Exception:  # best effort: what is left is never served, only stored
+            log.warning("could not remove what job %s wrote", lease.job.id, exc_info=True)
 
 
 def drain(
@@ -140,6 +185,9 @@ def signal_handler(job_type: str, handler: Handler) -> LambdaHandler:
 
     def handle(event: dict[str, Any], context: Any) -> Mapping[str, Any]:
         def on_signal(record: Any) -> None:  # Powertools passes it by this name
+            # Any message wakes the worker (a signal names no job), so none is poison;
+            # one of the wrong shape is only worth a warning.
+            messages.check_signal(record, job_type)
             drain(
                 job_type,
                 handler,
