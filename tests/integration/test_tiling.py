@@ -11,6 +11,7 @@ import pytest
 import pyvips
 
 from slipway import storage, tilestore, tiling
+from slipway.client import Client
 from slipway.errors import Code, SlipwayError
 from slipway.worker import Lease
 
@@ -124,9 +125,10 @@ def test_tile_options_are_honoured() -> None:
     [
         (lambda: SOURCES["jpeg"](sample())[:20_000], Code.IMAGE_UNREADABLE),  # truncated
         (lambda: SOURCES["png"](sample())[:5_000], Code.IMAGE_UNREADABLE),
-        (lambda: b"%PDF-1.4 definitely not an image" * 50, Code.IMAGE_UNREADABLE),
-        (lambda: b"\x00", Code.IMAGE_UNREADABLE),
+        (lambda: b"%PDF-1.4 definitely not an image" * 50, Code.IMAGE_UNSUPPORTED),
+        (lambda: b"\x00", Code.IMAGE_UNSUPPORTED),
         (lambda: b"", Code.IMAGE_UNREADABLE),  # zero bytes
+        (lambda: b"\xff\xd8\xff but no more of a JPEG", Code.IMAGE_UNREADABLE),
         # a decompression bomb: a tiny file that declares 30000 × 30000 pixels
         (
             lambda: pyvips.Image.black(30000, 30000).pngsave_buffer(compression=9),
@@ -190,3 +192,48 @@ def test_the_descriptor_is_written_only_after_every_tile(
         tile_stored(source, len(data), prefix, tiling.TileOptions(layout=layout))
     assert tilestore.dzi_key(prefix) not in objects(prefix), "no descriptor for a partial pyramid"
     assert tilestore.archive_key(prefix) not in objects(prefix)
+
+
+# hostile inputs through the whole stack: upload → verify → tile job ---------------------
+
+
+def svg(side: int) -> bytes:
+    """A tiny SVG declaring `side` × `side` pixels (libvips' svgload would render it)."""
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{side}" height="{side}"/>'.encode()
+
+
+def png_bomb() -> bytes:
+    """A 1-bit all-black PNG: 380 Mpx (inside the test stack's pixel budget of 400 Mpx) in
+    about 46 KB, some 8,000 pixels per byte."""
+    data: bytes = pyvips.Image.black(20_000, 19_000).pngsave_buffer(bitdepth=1, compression=9)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("make", "filename", "code"),
+    [
+        (lambda: svg(100_000).ljust(122), "slide.svg", Code.IMAGE_UNSUPPORTED),
+        (lambda: svg(1_000), "slide.jpg", Code.IMAGE_UNSUPPORTED),  # named as a JPEG
+        (lambda: sample().gifsave_buffer(), "slide.gif", Code.IMAGE_UNSUPPORTED),
+        (png_bomb, "slide.png", Code.IMAGE_TOO_LARGE),
+    ],
+    ids=["svg-100000-px", "svg-named-jpg", "gif", "1-bit-png-bomb"],
+)
+def test_hostile_slides_fail_the_job_and_write_no_tile(
+    client_for: Callable[..., Client], make: Callable[[], bytes], filename: str, code: Code
+) -> None:
+    alice = client_for("alice")
+    data = make()
+    upload_id = alice.upload_bytes("slide", filename, data, "image/jpeg")["uploadId"]
+    slide = alice.wait_until(
+        lambda: alice.slide(upload_id),
+        lambda s: s["status"] in ("SUCCEEDED", "FAILED"),
+        timeout=120,
+    )
+    assert slide["status"] == "FAILED", slide
+    assert slide["error"]["code"] == code.value and slide["error"]["message"], slide
+    job = alice.job(slide["jobId"])
+    assert (job["status"], job["attemptCount"]) == ("FAILED", 1), "permanent: never retried"
+    prefix = storage.slide_prefix(uuid.UUID(upload_id))
+    assert objects(prefix) == {}, "no tile, archive or descriptor was written"
+    assert list(storage.list_multipart_uploads(os.environ["SLIPWAY_TILES_BUCKET"], prefix)) == []

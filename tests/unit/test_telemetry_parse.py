@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from slipway.errors import Code, SlipwayError
-from slipway.telemetry import parse
+from slipway.telemetry import csv_reader, gpx_reader, parse
 from slipway.telemetry.schema import SCHEMA, normalise
 from tests.support import FIXTURES
 
@@ -102,3 +103,82 @@ def test_large_files_stream_in_row_groups(tmp_path: Path) -> None:
     assert meta.num_rows == 300_000
     assert written.start == datetime.fromtimestamp(1_700_000_000, UTC)
     assert pa.types.is_timestamp(meta.schema.to_arrow_schema().field("time").type)
+
+
+@pytest.mark.parametrize("offset", [0, 1, 999, 4095, 4096, 10_000])
+@pytest.mark.parametrize(("length", "refused"), [(4096, False), (4097, True), (30_000, True)])
+def test_a_line_over_the_limit_is_refused_wherever_it_lies(
+    offset: int, length: int, refused: bool
+) -> None:
+    chunk = b"\n" * offset + b"y" * length + b"\n" + b"short\n" * 3_000
+    if not refused:
+        csv_reader.check_lines(chunk, limit=4096)
+        return
+    with pytest.raises(SlipwayError) as caught:
+        csv_reader.check_lines(chunk, limit=4096)
+    assert caught.value.code == Code.CSV_LINE_TOO_LONG
+
+
+def test_an_unfinished_line_is_refused_once_it_is_over_the_limit() -> None:
+    chunks = csv_reader.line_chunks(b"a,b\n", io.BytesIO(b"z" * 100_000), size=1000, limit=4096)
+    assert next(chunks) == b"a,b\n"
+    with pytest.raises(SlipwayError) as caught:
+        next(chunks)
+    assert caught.value.code == Code.CSV_LINE_TOO_LONG
+
+
+def gpx(extra: bytes) -> bytes:
+    """A valid one-point GPX with `extra` inside."""
+    return (
+        b'<gpx version="1.1">' + extra + b'<trk><trkseg><trkpt lat="52" lon="4">'
+        b"<time>2026-05-01T09:30:00Z</time></trkpt></trkseg></trk></gpx>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"time," + b"x" * 70_000 + b",lat,lon\n", Code.CSV_LINE_TOO_LONG),  # a header
+        (
+            b"time,lat,lon\n2026-05-01T09:30:00Z,52,"
+            + b"4" * (csv_reader.MAX_LINE_BYTES + 1)
+            + b"\n",
+            Code.CSV_LINE_TOO_LONG,
+        ),
+        (gpx(b"<e>" * gpx_reader.MAX_DEPTH + b"</e>" * gpx_reader.MAX_DEPTH), Code.GPX_MALFORMED),
+        (
+            gpx(
+                b'<wpt lat="1" lon="2"><desc>'
+                + b"d" * (gpx_reader.MAX_TOKEN_BYTES + 64 * 1024)
+                + b"</desc></wpt>"
+            ),
+            Code.GPX_MALFORMED,
+        ),
+    ],
+    ids=["csv-header", "csv-row", "gpx-nesting", "gpx-text"],
+)
+def test_oversized_lines_and_elements_fail_with_a_code(
+    tmp_path: Path, data: bytes, code: Code
+) -> None:
+    with pytest.raises(SlipwayError) as caught:
+        parse.write_parquet(parse.batches(io.BytesIO(data)), str(tmp_path / "out.parquet"))
+    assert caught.value.code == code and caught.value.permanent
+
+
+def test_track_points_keep_their_fields_while_the_rest_is_dropped(tmp_path: Path) -> None:
+    gpx = (
+        b'<gpx version="1.1" xmlns:g="urn:g"><wpt lat="1" lon="2"><time>2020-01-01T00:00:00Z'
+        b'</time></wpt><trk><trkseg><trkpt lat="52.5" lon="4.5"><time> </time>'
+        b"<time>2026-05-01T09:30:00Z</time><extensions><g:x><g:speed>3.5</g:speed></g:x>"
+        b"</extensions><ele>7</ele></trkpt></trkseg></trk></gpx>"
+    )
+    out = tmp_path / "out.parquet"
+    written = parse.write_parquet(parse.batches(io.BytesIO(gpx)), str(out))
+    assert (written.rows, written.start) == (1, START)
+    assert pq.read_table(out).to_pylist()[0] == {
+        "time": START,
+        "lat": 52.5,
+        "lon": 4.5,
+        "alt": 7.0,
+        "speed": 3.5,
+    }

@@ -25,6 +25,20 @@ from slipway.worker import Lease
 log = logging.getLogger(__name__)
 FORMATS = ("jpeg", "webp", "png")
 
+# The inputs Slipway tiles, judged by their first bytes (never the name), each with the
+# libvips loader that must then open it. Anything else (SVG, PDF, GIF, HEIF, …) is
+# IMAGE_UNSUPPORTED: an SVG declaring 100k × 100k pixels in 122 bytes is never rendered.
+LOADERS = {
+    "jpeg": "jpegload_source",
+    "png": "pngload_source",
+    "tiff": "tiffload_source",  # classic and BigTIFF, so the TIFF-family slides too
+    "webp": "webpload_source",
+}
+SNIFF_BYTES = 12
+# Up to this many pixels an image is tiled whatever its bytes per pixel (a blank
+# 10k × 10k PNG is a few KB, and cheap to tile); above it the pixels-per-byte limit holds.
+PIXELS_FREE_OF_RATIO = 10_000 * 10_000
+
 
 @dataclass(frozen=True)
 class TileOptions:
@@ -79,6 +93,65 @@ def pyvips_source(reader: storage.RangedReader) -> pyvips.Source:
     return src
 
 
+def sniff(head: bytes) -> str | None:
+    """The format the first bytes announce, if it is one of LOADERS."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # TIFF, BigTIFF
+        return "tiff"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def open_image(source: storage.RangedReader) -> pyvips.Image:
+    """The source's image, its header read and no pixel decoded, if Slipway tiles it."""
+    head = source.read(SNIFF_BYTES)
+    source.seek(0)
+    if not head:
+        raise SlipwayError(Code.IMAGE_UNREADABLE, "the file is empty")
+    kind = sniff(head)
+    if kind is None:
+        raise SlipwayError(
+            Code.IMAGE_UNSUPPORTED,
+            f"not a JPEG, PNG, TIFF or WebP image (it starts with 0x{head[:8].hex()})",
+        )
+    try:
+        image = pyvips.Image.new_from_source(
+            pyvips_source(source), "", access="sequential", fail_on="error"
+        )
+    except pyvips.Error as exc:
+        if source.error is not None:
+            raise source.error from exc
+        raise SlipwayError(
+            Code.IMAGE_UNREADABLE, f"not a readable {kind} image: {_first_line(exc)}"
+        ) from exc
+    loader = image.get("vips-loader")
+    if loader != LOADERS[kind]:
+        raise SlipwayError(Code.IMAGE_UNSUPPORTED, f"{kind} bytes, but libvips chose {loader}")
+    return image
+
+
+def check_pixels(width: int, height: int, size: int) -> None:
+    """IMAGE_TOO_LARGE for a declared size over the pixel budget, or for far more pixels
+    than `size` bytes plausibly encode (a decompression bomb), before any is decoded."""
+    s = settings()
+    pixels = width * height
+    if pixels > s.max_image_pixels:
+        raise SlipwayError(
+            Code.IMAGE_TOO_LARGE,
+            f"{width}×{height} pixels is over the limit of {s.max_image_pixels}",
+        )
+    if pixels > max(PIXELS_FREE_OF_RATIO, size * s.max_pixels_per_byte):
+        raise SlipwayError(
+            Code.IMAGE_TOO_LARGE,
+            f"{width}×{height} pixels from {size} bytes ({pixels // max(size, 1)} per byte) "
+            f"is over the limit of {s.max_pixels_per_byte} pixels per byte",
+        )
+
+
 # writing: dzsave → zip stream → parallel PUTs -------------------------------------------
 
 
@@ -100,22 +173,9 @@ def tile(
     source = storage.RangedReader(bucket, key, size)
     writer = tilestore.writer(options.layout, out_bucket, prefix, lease)
     try:
-        try:
-            image = pyvips.Image.new_from_source(
-                pyvips_source(source), "", access="sequential", fail_on="error"
-            )
-        except pyvips.Error as exc:
-            if source.error is not None:
-                raise source.error from exc
-            raise SlipwayError(
-                Code.IMAGE_UNREADABLE, f"not a readable image: {_first_line(exc)}"
-            ) from exc
+        image = open_image(source)
         width, height = image.width, image.height
-        if width * height > settings().max_image_pixels:
-            raise SlipwayError(
-                Code.IMAGE_TOO_LARGE,
-                f"{width}×{height} pixels is over the limit of {settings().max_image_pixels}",
-            )
+        check_pixels(width, height, size)
         image = _displayable(image)
         try:
             image.dzsave_target(
@@ -184,7 +244,9 @@ def run_job(job: Job, lease: Lease) -> list[NewEvent]:
         upload.blob_key,
         upload.size,
         s.tiles_bucket,
-        storage.slide_prefix(upload.id),
+        tilestore.begin_attempt(
+            s.tiles_bucket, storage.slide_prefix(upload.id), job.id, job.attempt_count
+        ),
         lease,
         TileOptions.from_env(),
     )

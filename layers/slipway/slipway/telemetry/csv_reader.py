@@ -3,7 +3,8 @@
 The first 64 KiB are read ahead to strip a UTF-8 BOM, sniff the delimiter, map the header
 and judge the time format. The rest is cut into chunks of whole lines that pyarrow parses
 on a few threads (it releases the GIL), a bounded number at a time, in order: memory does
-not grow with the file, and every core works.
+not grow with the file, and every core works. A line longer than `MAX_LINE_BYTES` fails
+with `CSV_LINE_TOO_LONG` as soon as it is seen, so no line is ever held whole beyond that.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from slipway.telemetry.schema import SCHEMA, match_columns
 
 HEAD_BYTES = 64 * 1024
 CHUNK_BYTES = 16 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024  # telemetry rows are ~100 bytes
 PARSERS = 2
 DELIMITERS = ",;\t|"
 
@@ -43,20 +45,51 @@ def _bad(message: str) -> SlipwayError:
     return SlipwayError(Code.CSV_BAD_VALUE, message)
 
 
-def line_chunks(first: bytes, stream: Readable, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """`first` then the rest of `stream`, cut into chunks that end at a line break."""
+def _too_long(length: int, limit: int) -> SlipwayError:
+    return SlipwayError(
+        Code.CSV_LINE_TOO_LONG, f"a line of {length} bytes or more (the limit is {limit})"
+    )
+
+
+def check_lines(chunk: bytes, limit: int = MAX_LINE_BYTES) -> None:
+    """Raise CSV_LINE_TOO_LONG if a line of `chunk` is longer than `limit` bytes. Such a
+    line spans a whole aligned window of limit // 2 + 1 bytes, so only windows without a
+    line break are measured: a few `find` calls per chunk."""
+    window = limit // 2 + 1
+    start = 0
+    while start + window <= len(chunk):
+        if chunk.find(b"\n", start, start + window) >= 0:
+            start += window
+            continue
+        begin = chunk.rfind(b"\n", 0, start) + 1
+        end = chunk.find(b"\n", start + window)
+        end = len(chunk) if end < 0 else end
+        if end - begin > limit:
+            raise _too_long(end - begin, limit)
+        start = (end // window + 1) * window
+
+
+def line_chunks(
+    first: bytes, stream: Readable, size: int = CHUNK_BYTES, limit: int = MAX_LINE_BYTES
+) -> Iterator[bytes]:
+    """`first` then the rest of `stream`, cut into chunks that end at a line break, none
+    with a line longer than `limit` (an unfinished one is refused once it is too long)."""
     carry = first
     while True:
         data = stream.read(size)
         if not data:
             if carry.strip():
+                check_lines(carry, limit)
                 yield carry
             return
         carry += data
         cut = carry.rfind(b"\n") + 1
         if cut:
-            yield carry[:cut]
-            carry = carry[cut:]
+            chunk, carry = carry[:cut], carry[cut:]
+            check_lines(chunk, limit)
+            yield chunk
+        if len(carry) > limit:
+            raise _too_long(len(carry), limit)
 
 
 def prefetched(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
@@ -144,16 +177,32 @@ class _Columns:
         return out.cast(SCHEMA)
 
 
+def read_head(stream: Readable) -> bytes:
+    """The first HEAD_BYTES of `stream` (fewer only at its end; one read may give less)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < HEAD_BYTES and (data := stream.read(HEAD_BYTES - got)):
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
 def read(stream: Readable) -> Iterator[pa.RecordBatch]:
-    head = stream.read(HEAD_BYTES).removeprefix(b"\xef\xbb\xbf")
+    raw = read_head(stream)
+    more = len(raw) == HEAD_BYTES  # the file may go on
+    head = raw.removeprefix(b"\xef\xbb\xbf")
     if not head.strip():
         raise SlipwayError(Code.EMPTY_FILE, "the file is empty")
     if b"\x00" in head:
         raise SlipwayError(Code.UNSUPPORTED_FORMAT, "binary data: expected CSV or GPX text")
     try:
-        text = head.decode("utf-8", errors="strict" if len(head) < HEAD_BYTES else "ignore")
+        text = head.decode("utf-8", errors="ignore" if more else "strict")
     except UnicodeDecodeError as exc:
         raise SlipwayError(Code.UNSUPPORTED_FORMAT, "the file is not UTF-8 text") from exc
+    if more and b"\n" not in head:
+        raise SlipwayError(
+            Code.CSV_LINE_TOO_LONG, f"the header line is longer than {HEAD_BYTES} bytes"
+        )
     delimiter = sniff_delimiter(text)
     rows = csv.reader(io.StringIO(text), delimiter=delimiter)
     headers, first = next(rows, []), next(rows, None)
@@ -176,7 +225,11 @@ def read(stream: Readable) -> Iterator[pa.RecordBatch]:
         mapping[c]: pa.float64() for c in ("lat", "lon", "alt", "speed") if c in mapping
     }
     options = {
-        "read_options": pacsv.ReadOptions(column_names=headers, use_threads=True),
+        # blocks of twice the longest line allowed: pyarrow refuses a row that straddles
+        # two block boundaries, which it may do for rows over one block
+        "read_options": pacsv.ReadOptions(
+            column_names=headers, use_threads=True, block_size=2 * MAX_LINE_BYTES
+        ),
         "parse_options": pacsv.ParseOptions(delimiter=delimiter),
         "convert_options": pacsv.ConvertOptions(
             include_columns=list(types), column_types=types, strings_can_be_null=True

@@ -1,8 +1,11 @@
 """GPX 1.0 / 1.1 tracks → batches of the canonical schema, streamed.
 
 defusedxml refuses DTDs and entities outright, so a billion-laughs file fails at its
-first declaration. Elements are matched by local name (any namespace, any extension);
-each track point is dropped from the tree once read, so memory does not grow.
+first declaration. Elements are matched by local name (any namespace, any extension).
+Memory stays bounded for any input: every element leaves the tree when it ends (track
+points, and all that is ignored: waypoints, routes, metadata, extensions), a track
+point's `time`, `ele` and `speed` are kept as text until it ends, nesting is limited to
+`MAX_DEPTH`, and no single tag or text may exceed `MAX_TOKEN_BYTES`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,29 @@ from slipway.telemetry import Readable, timeparse
 from slipway.telemetry.schema import SCHEMA
 
 BATCH_POINTS = 65_536
+MAX_DEPTH = 64  # gpx/trk/trkseg/trkpt/extensions/… is about 8 deep
+MAX_TOKEN_BYTES = 8 * 1024 * 1024  # the input read between two elements' starts or ends
+FIELDS = ("time", "ele", "speed")  # what a track point's descendants may tell
+Row = tuple[str, float, float, float | None, float | None]
+
+
+class _Metered:
+    """The stream, refusing to give the parser more than MAX_TOKEN_BYTES without it
+    reporting an element: a tag or text that long is not GPX, and would be held whole."""
+
+    def __init__(self, stream: Readable) -> None:
+        self.stream = stream
+        self.unreported = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.unreported += len(data)
+        if self.unreported > MAX_TOKEN_BYTES:
+            raise SlipwayError(
+                Code.GPX_MALFORMED,
+                f"a tag or text longer than {MAX_TOKEN_BYTES // (1024 * 1024)} MiB",
+            )
+        return data
 
 
 def _local(tag: str) -> str:
@@ -31,20 +57,7 @@ def _float(text: str | None) -> float | None:
     return float(text)
 
 
-def _point(el: Element) -> tuple[str | None, float, float, float | None, float | None]:
-    when = ele = speed = None
-    for child in el.iter():
-        name = _local(child.tag)
-        if name == "time" and when is None:
-            when = (child.text or "").strip() or None
-        elif name == "ele" and ele is None:
-            ele = child.text
-        elif name == "speed" and speed is None:
-            speed = child.text
-    return when, float(el.attrib["lat"]), float(el.attrib["lon"]), _float(ele), _float(speed)
-
-
-def _batch(rows: list[tuple[str, float, float, float | None, float | None]]) -> pa.RecordBatch:
+def _batch(rows: list[Row]) -> pa.RecordBatch:
     times, lats, lons, alts, speeds = zip(*rows, strict=True)
     try:
         time = timeparse.from_iso(pa.array(times, pa.string()))
@@ -63,23 +76,38 @@ def _batch(rows: list[tuple[str, float, float, float | None, float | None]]) -> 
 
 
 def read(stream: Readable) -> Iterator[pa.RecordBatch]:
-    rows: list[tuple[str, float, float, float | None, float | None]] = []
-    stack: list[Element] = []
+    source = _Metered(stream)
+    rows: list[Row] = []
+    parents: list[Element] = []  # the open elements, outermost first
+    point: dict[str, str | None] | None = None  # the open track point's fields
     points = timed = 0
     try:
-        for event, el in iterparse(stream, events=("start", "end"), forbid_dtd=True):
+        for event, el in iterparse(source, events=("start", "end"), forbid_dtd=True):
+            source.unreported = 0
+            name = _local(el.tag)
             if event == "start":
-                if not stack and _local(el.tag) != "gpx":
+                if not parents and name != "gpx":
                     raise SlipwayError(Code.UNSUPPORTED_FORMAT, "XML, but not GPX")
-                stack.append(el)
+                if len(parents) >= MAX_DEPTH:
+                    raise SlipwayError(Code.GPX_MALFORMED, f"nested over {MAX_DEPTH} deep")
+                parents.append(el)
+                if name == "trkpt":
+                    point = {}
                 continue
-            stack.pop()
-            if _local(el.tag) != "trkpt":
+            parents.pop()
+            if parents:
+                parents[-1].remove(el)  # done with: nothing stays in the tree
+            if point is None:
+                continue
+            if name != "trkpt":
+                if name in FIELDS and point.get(name) is None:  # the first one given
+                    point[name] = (el.text or "").strip() or None
                 continue
             points += 1
-            when, lat, lon, ele, speed = _point(el)
-            if stack:
-                stack[-1].remove(el)
+            when = point.get("time")
+            lat, lon = float(el.attrib["lat"]), float(el.attrib["lon"])
+            ele, speed = _float(point.get("ele")), _float(point.get("speed"))
+            point = None
             if when is None:
                 continue
             if abs(lat) > 90 or abs(lon) > 180:
