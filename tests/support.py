@@ -8,7 +8,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
@@ -28,7 +29,6 @@ TUNING = {
     "SLIPWAY_MAX_IMAGE_PIXELS": str(400_000_000),
     "SLIPWAY_JOB_LEASE_SECONDS": "10",
 }
-T = TypeVar("T")
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -54,7 +54,7 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def wait_for(
+def wait_for[T](
     check: Callable[[], T | None],
     timeout: float = 60,
     interval: float = 0.2,
@@ -84,3 +84,14 @@ def count_events(c: psycopg.Connection[Any], subject_id: Any = None) -> int:
         ).fetchone()
     assert row is not None
     return int(row["n"] if isinstance(row, dict) else row[0])
+
+
+def settled_upload(upload_id: str, timeout: float = 60) -> Any:
+    """The upload once it is no longer `pending` (an `uploads.Upload`)."""
+    from slipway import uploads
+
+    def settled() -> Any:
+        upload = uploads.load(UUID(upload_id))
+        return upload if upload.state != "pending" else None
+
+    return wait_for(settled, timeout=timeout, what=f"upload {upload_id} to settle")

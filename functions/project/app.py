@@ -1,5 +1,6 @@
 """project: GET /v1/events (long-poll over the log) and, on a schedule, the invariant
-check: replay the log and report every projection row it does not explain."""
+check: replay the log and report every projection row it does not explain, and re-hash a
+sample of the stored blobs."""
 
 from typing import Any
 
@@ -8,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from slipway import logs, verification
 from slipway.api import events
 from slipway.api.http import resolver
+from slipway.config import settings
 
 logger = logs.setup("project")
 app = resolver(events.routes())
@@ -17,7 +19,7 @@ app = resolver(events.routes())
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:
         return app.resolve(event, context)
-    report = verification.run()
+    report = verification.run(blobs_checked=settings().blob_audit_sample)
     if not report.ok:
         logger.error("projection invariant violated", extra={"report": report.summary()})
     return {"ok": report.ok, **report.summary()}

@@ -78,6 +78,9 @@ def create_all(template: Template, endpoint: str, visibility_override: int | Non
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         if name not in existing:
             s3.create_bucket(Bucket=name)
+        if "VersioningConfiguration" in props:
+            status = props["VersioningConfiguration"]["Status"]
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": status})
         if "CorsConfiguration" in props:
             s3.put_bucket_cors(Bucket=name, CORSConfiguration=_cors(props))
         notification = _notification(template, props)

@@ -206,8 +206,8 @@ def test_a_lost_notification_is_repaired_by_the_sweeper(notifications_lost: None
     with library_settings(SLIPWAY_NOTIFICATION_GRACE_SECONDS="0"):
         report = sweeper.Report()
         sweeper.check_pending(report)
-    assert report.verified >= 1
-    assert state_of(created["uploadId"]) == "ready"
+    assert report.verifications_requested >= 1
+    assert settled(created["uploadId"]) == "ready"
 
 
 def test_expired_and_abandoned_uploads_fail_and_multipart_is_aborted() -> None:

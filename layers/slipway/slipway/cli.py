@@ -39,7 +39,9 @@ def _load_local_env() -> None:
             return
 
 
-def _token(user: str | None = None, scopes: tuple[str, ...] = ()) -> str:
+def _token(
+    user: str | None = None, scopes: tuple[str, ...] = (), ttl_seconds: int | None = None
+) -> str:
     from slipway.auth import issue_token
 
     if user is None and not scopes and os.environ.get("SLIPWAY_TOKEN"):
@@ -48,7 +50,10 @@ def _token(user: str | None = None, scopes: tuple[str, ...] = ()) -> str:
     if not secret:
         raise SystemExit("error: set SLIPWAY_TOKEN (or SLIPWAY_JWT_SECRET to mint one locally)")
     name = user or os.environ.get("SLIPWAY_USER") or getpass.getuser()
-    return issue_token(name, scopes, secret=secret)
+    try:
+        return issue_token(name, scopes, ttl_seconds, secret=secret)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _client(scopes: tuple[str, ...] = ()) -> Any:
@@ -186,7 +191,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    print(_token(args.user, tuple(args.scope)))
+    print(_token(args.user, tuple(args.scope), args.ttl))
     return 0
 
 
@@ -229,13 +234,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     os.environ.setdefault("SLIPWAY_DB_POOL_MAX", "2")
     from slipway import verification
 
-    report = verification.run()
+    checked = (args.sample or None) if args.blobs else 0
+    report = verification.run(blobs_checked=checked)
     summary = report.summary()
     print(json.dumps(summary, indent=2))
     if report.ok:
         print(f"ok: the log is intact and explains every row ({summary['events']} events)")
+        if report.blob_audit:
+            print(f"ok: {report.blob_audit.checked} blobs hold the bytes their keys name")
         return 0
-    print("PROBLEMS FOUND: see chainProblems / differences above", file=sys.stderr)
+    print("PROBLEMS FOUND: see chainProblems / differences / blobProblems", file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -273,6 +281,12 @@ def parser() -> argparse.ArgumentParser:
     tk = sub.add_parser("token", help="mint a bearer token (needs SLIPWAY_JWT_SECRET)")
     tk.add_argument("--user", required=True)
     tk.add_argument("--scope", action="append", default=[], help="e.g. events:read")
+    tk.add_argument(
+        "--ttl",
+        type=int,
+        metavar="SECONDS",
+        help="lifetime (default and most: SLIPWAY_TOKEN_MAX_LIFETIME_SECONDS, 24 h)",
+    )
     tk.set_defaults(run=cmd_token)
 
     mg = sub.add_parser("migrate", help="apply database migrations")
@@ -286,6 +300,10 @@ def parser() -> argparse.ArgumentParser:
     vf = sub.add_parser(
         "verify", help="check the hash chain and that the log explains every projection row"
     )
+    vf.add_argument(
+        "--blobs", action="store_true", help="also re-hash stored blobs against their keys"
+    )
+    vf.add_argument("--sample", type=int, metavar="N", help="with --blobs: only N of them")
     vf.set_defaults(run=cmd_verify)
     return top
 

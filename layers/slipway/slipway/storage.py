@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -55,6 +56,12 @@ def line_scan_tile_key(scan_id: UUID, tile_id: UUID) -> str:
     return f"line-scans/{scan_id}/{tile_id}"
 
 
+def line_scan_object_key(scan_id: UUID, tile_id: UUID, sha256: bytes) -> str:
+    """One tile's bytes, named by their digest: a row's sha256 always names its own object,
+    so two PUTs of one tile with different bytes never write the same key."""
+    return f"line-scans/{scan_id}/{tile_id}/{sha256.hex()}"
+
+
 # client ------------------------------------------------------------------------------
 
 
@@ -78,6 +85,10 @@ def b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
+class AlreadyExists(Exception):
+    """A write-once write found its key taken."""
+
+
 @dataclass(frozen=True)
 class SignedRequest:
     url: str
@@ -89,6 +100,8 @@ class ObjectInfo:
     size: int
     etag: str
     content_type: str
+    version_id: str | None = None  # in a versioned bucket: names these bytes for good
+    modified: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -106,14 +119,16 @@ def presign_put(
     bucket: str, key: str, *, content_type: str, size: int, sha256: bytes | None, ttl: int
 ) -> SignedRequest:
     """A PUT URL for one key; length (and checksum, if given) are signed, so S3 refuses
-    any other body."""
+    any other body, and so is `If-None-Match: *`: the key is written once, a second PUT
+    to the same URL is refused (412)."""
     params: dict[str, Any] = {
         "Bucket": bucket,
         "Key": key,
         "ContentType": content_type,
         "ContentLength": size,
+        "IfNoneMatch": "*",
     }
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type, "If-None-Match": "*"}
     if sha256 is not None:
         params["ChecksumSHA256"] = b64(sha256)
         headers["x-amz-checksum-sha256"] = b64(sha256)
@@ -299,12 +314,23 @@ def head(bucket: str, key: str) -> ObjectInfo | None:
         if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
-    return ObjectInfo(r["ContentLength"], r["ETag"], r.get("ContentType", ""))
+    version = r.get("VersionId")
+    return ObjectInfo(
+        r["ContentLength"],
+        r["ETag"],
+        r.get("ContentType", ""),
+        None if version in (None, "null") else version,
+        r.get("LastModified"),
+    )
 
 
-def iter_chunks(bucket: str, key: str, chunk_size: int = 8 * MiB) -> Iterator[bytes]:
-    """The object's bytes as a stream of chunks (one GET, bounded memory)."""
-    body = client().get_object(Bucket=bucket, Key=key)["Body"]
+def iter_chunks(
+    bucket: str, key: str, chunk_size: int = 8 * MiB, *, version_id: str | None = None
+) -> Iterator[bytes]:
+    """The object's bytes (of one version, if given) as a stream of chunks (one GET,
+    bounded memory)."""
+    extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
+    body = client().get_object(Bucket=bucket, Key=key, **extra)["Body"]
     try:
         yield from body.iter_chunks(chunk_size)
     finally:
@@ -388,19 +414,73 @@ def upload_file(path: str, bucket: str, key: str, content_type: str) -> None:
     client().upload_file(path, bucket, key, ExtraArgs={"ContentType": content_type})
 
 
-def copy(src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, size: int) -> None:
+def copy(
+    src_bucket: str,
+    src_key: str,
+    dst_bucket: str,
+    dst_key: str,
+    size: int,
+    *,
+    version_id: str | None = None,
+    write_once: bool = False,
+) -> str | None:
+    """Copy server-side (one version of the source, if given; with `write_once`, only if
+    the destination does not exist: else ClientError PreconditionFailed). Returns the
+    copy's SHA-256 as S3 computed it from the stored bytes (base64), for copies made in
+    one request."""
     source: CopySourceTypeDef = {"Bucket": src_bucket, "Key": src_key}
+    if version_id:
+        source["VersionId"] = version_id
     if size <= SINGLE_COPY_LIMIT:
-        client().copy_object(Bucket=dst_bucket, Key=dst_key, CopySource=source)
-    else:  # multipart copy, done server-side part by part
-        config = TransferConfig(
-            multipart_threshold=SINGLE_COPY_LIMIT, multipart_chunksize=512 * MiB
-        )
-        client().copy(source, dst_bucket, dst_key, Config=config)
+        once: dict[str, Any] = {"IfNoneMatch": "*"} if write_once else {}
+        try:
+            reply = client().copy_object(
+                Bucket=dst_bucket,
+                Key=dst_key,
+                CopySource=source,
+                ChecksumAlgorithm="SHA256",
+                **once,
+            )
+        except ClientError as exc:
+            if error_code(exc) == "PreconditionFailed":
+                raise AlreadyExists(dst_key) from exc
+            raise
+        return reply.get("CopyObjectResult", {}).get("ChecksumSHA256")
+    # Multipart copy, server-side part by part, each part from the same version. The
+    # transfer manager cannot send If-None-Match, so write-once is a check first here.
+    if write_once and head(dst_bucket, dst_key) is not None:
+        raise AlreadyExists(dst_key)
+    config = TransferConfig(multipart_threshold=SINGLE_COPY_LIMIT, multipart_chunksize=512 * MiB)
+    client().copy(source, dst_bucket, dst_key, Config=config)
+    return None
+
+
+def stored_sha256(bucket: str, key: str) -> str | None:
+    """The SHA-256 (base64) S3 recorded for an object written with that checksum."""
+    try:
+        reply = client().head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return reply.get("ChecksumSHA256")
 
 
 def delete(bucket: str, key: str) -> None:
     client().delete_object(Bucket=bucket, Key=key)
+
+
+def delete_versions(bucket: str, key: str) -> int:
+    """Delete every version (and delete marker) of exactly `key`; in an unversioned bucket
+    that is the object itself. Returns how many went."""
+    gone = 0
+    paginator = client().get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket, Prefix=key):
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            if entry["Key"] == key:
+                client().delete_object(Bucket=bucket, Key=key, VersionId=entry["VersionId"])
+                gone += 1
+    return gone
 
 
 def list_keys(bucket: str, prefix: str) -> Iterator[tuple[str, int, Any]]:
@@ -409,6 +489,30 @@ def list_keys(bucket: str, prefix: str) -> Iterator[tuple[str, int, Any]]:
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             yield obj["Key"], obj["Size"], obj["LastModified"]
+
+
+def list_versioned_keys(bucket: str, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(key, newest last_modified) of every key under `prefix` that has any version or
+    delete marker left (a versioned bucket keeps bytes that a plain listing hides)."""
+    newest: dict[str, Any] = {}
+    paginator = client().get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            key, modified = entry["Key"], entry["LastModified"]
+            newest[key] = max(modified, newest.get(key, modified))
+    yield from newest.items()
+
+
+def list_keys_after(
+    bucket: str, prefix: str, start_after: str, limit: int
+) -> list[tuple[str, Any]]:
+    """Up to `limit` (key, last_modified) under `prefix` after `start_after`, in key order:
+    one bounded page of a scan that resumes where the last one stopped."""
+    params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": limit}
+    if start_after:
+        params["StartAfter"] = start_after
+    reply = client().list_objects_v2(**params)
+    return [(obj["Key"], obj["LastModified"]) for obj in reply.get("Contents", [])]
 
 
 def list_multipart_uploads(bucket: str, prefix: str) -> Iterator[tuple[str, str, Any]]:

@@ -1,10 +1,11 @@
 """Scheduled repairs: nothing is left to a notification or a signal alone.
 
-- pending uploads whose bytes are in storage are verified (a lost notification);
+- pending uploads whose bytes are in storage get a verification request (a lost
+  notification), least recently checked first, so every one gets its turn;
 - pending uploads past their deadline fail (`UPLOAD_EXPIRED` / `UPLOAD_ABANDONED`, and
   their multipart upload is aborted);
 - objects nothing references (incoming leftovers, unrecorded blobs, stray multipart
-  uploads) are deleted after a grace period;
+  uploads) are deleted after a grace period; blobs are scanned a page per run;
 - due jobs are signalled again (a lost or failed wake-up).
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from slipway import db, jobs, queries, storage, uploads
+from slipway import blobs, db, jobs, queries, storage, uploads
 from slipway.config import settings
 from slipway.errors import Code
 
@@ -26,26 +27,33 @@ ACTOR = "fn:sweeper"
 
 @dataclass
 class Report:
-    verified: int = 0
+    verifications_requested: int = 0
     expired: int = 0
     aborted: int = 0
     orphans_deleted: int = 0
     signalled: list[str] = field(default_factory=list)
 
 
+BLOB_SCAN_PAGE = 1000  # blob keys looked at per run; the scan resumes where it stopped
+
+
 def check_pending(report: Report, limit: int = 200) -> None:
+    """Pending uploads, least recently checked first: bytes there → a verification is
+    requested (on the upload-events queue: the sweeper never hashes); past the deadline →
+    failed."""
     s = settings()
     now = datetime.now(UTC)
     grace = timedelta(seconds=s.notification_grace_seconds)
-    with db.connect() as conn:
+    with db.transaction() as conn:
+        conn.execute(SQL["settled_checks"])
         rows = conn.execute(
             SQL["pending_to_check"], {"min_age": s.notification_grace_seconds, "limit": limit}
         ).fetchall()
     for row in rows:
         upload = uploads.Upload.from_row(row)
         if storage.head(s.uploads_bucket, upload.object_key) is not None:
-            uploads.verify(upload.id, ACTOR)
-            report.verified += 1
+            uploads.request_verification(upload.id)
+            report.verifications_requested += 1
         elif upload.expires_at + grace < now:
             if upload.method == "MULTIPART" and upload.multipart_id:
                 storage.abort_multipart(s.uploads_bucket, upload.object_key, upload.multipart_id)
@@ -70,49 +78,56 @@ def _upload_id(key: str) -> UUID | None:
     return uploads.upload_id_from_key(settings().uploads_bucket, key)
 
 
-def delete_orphans(report: Report) -> None:
+def _pending(conn: db.Connection, ids: list[UUID]) -> set[UUID]:
+    return {r["id"] for r in conn.execute(SQL["pending_ids"], {"ids": ids}).fetchall()}
+
+
+def _delete_stale_incoming(report: Report, cutoff: datetime) -> None:
+    """Incoming objects (every version) and multipart uploads of no pending upload."""
     s = settings()
-    cutoff = datetime.now(UTC) - timedelta(seconds=s.orphan_grace_seconds)
+    stale = [
+        (k, _upload_id(k))
+        for k, modified in storage.list_versioned_keys(s.uploads_bucket, "incoming/")
+        if modified < cutoff
+    ]
+    stray = [
+        (k, m, _upload_id(k))
+        for k, m, started in storage.list_multipart_uploads(s.uploads_bucket, "incoming/")
+        if started < cutoff
+    ]
     with db.connect() as conn:
+        live = _pending(conn, [i for _, i in stale if i] + [i for _, _, i in stray if i])
+    for key, upload_id in stale:
+        if upload_id not in live:
+            report.orphans_deleted += storage.delete_versions(s.uploads_bucket, key)
+    for key, multipart_id, upload_id in stray:
+        if upload_id not in live:
+            storage.abort_multipart(s.uploads_bucket, key, multipart_id)
+            report.aborted += 1
 
-        def pending(ids: list[UUID]) -> set[UUID]:
-            rows = conn.execute(SQL["pending_ids"], {"ids": ids}).fetchall()
-            return {r["id"] for r in rows}
 
-        stale = [
-            (k, _upload_id(k))
-            for k, _, modified in storage.list_keys(s.uploads_bucket, "incoming/")
-            if modified < cutoff
-        ]
-        live = pending([i for _, i in stale if i])
-        for key, upload_id in stale:
-            if upload_id not in live:
-                storage.delete(s.uploads_bucket, key)
+def _delete_unrecorded_blobs(report: Report, cutoff: datetime) -> None:
+    """One page of the blob scan: unrecorded blobs older than the grace period go (each
+    under its content lock, see blobs.delete_if_unrecorded). The next run goes on from
+    where this one stopped, and starts over after the last key."""
+    s = settings()
+    with db.connect() as conn:
+        row = conn.execute(SQL["sweeper_state"], {"name": "blob_scan_after"}).fetchone()
+        after = row["value"] if row else ""
+        page = storage.list_keys_after(s.data_bucket, blobs.PREFIX, after, BLOB_SCAN_PAGE)
+        keys = [k for k, modified in page if modified < cutoff]
+        known = blobs.recorded_keys(conn, keys)
+        for key in keys:
+            if key not in known and blobs.delete_if_unrecorded(key, cutoff):
                 report.orphans_deleted += 1
+        position = page[-1][0] if len(page) == BLOB_SCAN_PAGE else ""
+        conn.execute(SQL["set_sweeper_state"], {"name": "blob_scan_after", "value": position})
 
-        stray = [
-            (k, m, _upload_id(k))
-            for k, m, started in storage.list_multipart_uploads(s.uploads_bucket, "incoming/")
-            if started < cutoff
-        ]
-        live = pending([i for _, _, i in stray if i])
-        for key, multipart_id, upload_id in stray:
-            if upload_id not in live:
-                storage.abort_multipart(s.uploads_bucket, key, multipart_id)
-                report.aborted += 1
 
-        blobs = [
-            k for k, _, modified in storage.list_keys(s.data_bucket, "blobs/") if modified < cutoff
-        ]
-        for start in range(0, len(blobs), 1000):
-            batch = blobs[start : start + 1000]
-            known = {
-                r["object_key"] for r in conn.execute(SQL["referenced_blob_keys"], {"keys": batch})
-            }
-            for key in batch:
-                if key not in known:
-                    storage.delete(s.data_bucket, key)
-                    report.orphans_deleted += 1
+def delete_orphans(report: Report) -> None:
+    cutoff = datetime.now(UTC) - timedelta(seconds=settings().orphan_grace_seconds)
+    _delete_stale_incoming(report, cutoff)
+    _delete_unrecorded_blobs(report, cutoff)
 
 
 def run() -> Report:

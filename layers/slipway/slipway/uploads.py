@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
+import socket
+import time
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,7 +27,7 @@ from uuid import UUID, uuid4
 
 import boto3
 
-from slipway import db, digests, errors, jobs, queries, storage
+from slipway import blobs, db, digests, errors, jobs, queries, storage
 from slipway.config import MiB, settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent, rfc3339
@@ -39,7 +42,22 @@ SQL = queries.load("uploads")
 KINDS = ("slide", "telemetry")
 S3_MAX_PARTS = 10_000
 S3_MIN_PART = 5 * MiB
-_CONTENT_TYPE = re.compile(r"^[\w!#$&^.+-]+/[\w!#$&^.+-]+( *;.{0,200})?$")
+# The request rules as patterns, which the OpenAPI document states too (api/models.py).
+# A media type: RFC 9110 tokens, then parameters of printable ASCII (never CR or LF).
+MEDIA_TYPE = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+/[A-Za-z0-9!#$%&'*+.^_`|~-]+( *;[ -~]{0,200})?$"
+_CONTENT_TYPE = re.compile(MEDIA_TYPE)
+# The characters a filename may not hold: `/`, `\` and the Unicode categories Cc, Cf,
+# Zl and Zp (of Unicode 15.0, Python 3.12; tests/unit/test_request_patterns.py checks them).
+_NOT_IN_NAME = (
+    r"/\\\u0000-\u001f\u007f-\u009f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891"
+    r"\u08e2\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    r"\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    r"\U000e0001\U000e0020-\U000e007f"
+)
+_NAME_CHAR, _NAME_START = f"[^{_NOT_IN_NAME}]", f"[^.{_NOT_IN_NAME}]"
+# A bare name (not `.` or `..`); the 255-byte limit is checked apart (a pattern cannot).
+FILENAME = rf"^(?:{_NAME_START}{_NAME_CHAR}*|\.(?:{_NAME_START}{_NAME_CHAR}*|\.{_NAME_CHAR}+))$"
+HEX_DIGEST = r"^[0-9a-fA-F]{64}$"
 
 
 @dataclass(frozen=True)
@@ -139,12 +157,12 @@ def validate(new: NewUpload) -> bytes | None:
         raise _invalid("filename must be 1 to 255 bytes")
     if "/" in name or "\\" in name or name in (".", ".."):
         raise _invalid("filename must be a bare name, without path parts")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name):
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs") for ch in name):
         raise _invalid("filename must not contain control characters")
     limit = settings().max_upload_size
     if not 1 <= new.size <= limit:
         raise _invalid(f"size must be between 1 and {limit} bytes")
-    if not _CONTENT_TYPE.match(new.content_type) or len(new.content_type) > 255:
+    if not _CONTENT_TYPE.fullmatch(new.content_type) or len(new.content_type) > 255:
         raise _invalid("contentType must be a media type such as application/octet-stream")
     if new.sha256 is None:
         return None
@@ -421,18 +439,50 @@ def upload_id_from_key(bucket: str, key: str) -> UUID | None:
         return None
 
 
+VERIFY_LEASE_SECONDS = 120  # renewed while hashing; a verifier that dies loses it
+
+
+class LeaseLost(RuntimeError):
+    """Another verifier took over this upload (ours expired): stop, settle nothing."""
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid4()}"
+
+
 @contextmanager
-def _exclusive(upload_id: UUID) -> Iterator[bool]:
-    """Session-level advisory lock so only one verifier hashes a given upload at a time."""
-    key = int.from_bytes(upload_id.bytes[:8], "big", signed=True)
-    with db.connect() as conn:
-        row = conn.execute(SQL["try_verify_lock"], {"key": key}).fetchone()
-        locked = bool(row and row["locked"])
-        try:
-            yield locked
-        finally:
-            if locked:
-                conn.execute(SQL["verify_unlock"], {"key": key})
+def _verification_lease(upload_id: UUID) -> Iterator[Callable[[], None] | None]:
+    """A lease on verifying one upload (a row in upload_checks, never a session lock: a
+    frozen or killed verifier's lease simply expires). Yields `renew`, or None when
+    another verifier holds a live lease."""
+    holder = _holder()
+    params = {"id": upload_id, "holder": holder, "lease": VERIFY_LEASE_SECONDS}
+
+    def claim() -> bool:
+        with db.connect() as conn:
+            return conn.execute(SQL["claim_verification"], params).fetchone() is not None
+
+    def renew() -> None:
+        if not claim():
+            raise LeaseLost(f"verification of {upload_id} was taken over")
+
+    if not claim():
+        yield None
+        return
+    try:
+        yield renew
+    finally:
+        with db.connect() as conn:
+            conn.execute(SQL["release_verification"], params)
+
+
+def _renewing(chunks: Iterable[bytes], renew: Callable[[], None]) -> Iterator[bytes]:
+    last = time.monotonic()
+    for chunk in chunks:
+        if time.monotonic() - last > VERIFY_LEASE_SECONDS / 4:
+            renew()
+            last = time.monotonic()
+        yield chunk
 
 
 def _fail(upload: Upload, code: Code, message: str, actor: str) -> None:
@@ -460,33 +510,43 @@ def _follow_ups(upload: Upload) -> tuple[list[NewEvent], list[str]]:
     return sessions.finalise_events(upload.owner, upload.id), [sessions.PARSE]
 
 
+def _discard_incoming(upload: Upload) -> None:
+    """Delete every version of the upload's incoming object (the hashed one, and any
+    later PUT to a still-valid URL: such bytes are never kept)."""
+    storage.delete_versions(settings().uploads_bucket, upload.object_key)
+
+
 def verify(upload_id: UUID, actor: str) -> Upload | None:
     """Check the stored bytes against the record and settle the upload. Safe to repeat,
-    to race with itself and to run before or after the client's complete call."""
+    to race with itself and to run before or after the client's complete call.
+
+    It hashes one version of the incoming object and copies exactly that version, so
+    whatever is written to the URL meanwhile, the blob holds the hashed bytes."""
     try:
         upload = load(upload_id)
-    except SlipwayError:
+    except SlipwayError as exc:
+        if exc.code != Code.NOT_FOUND:
+            raise  # e.g. the database is unavailable: the message must come back
         log.info("notification for an unknown upload ignored", extra={"upload_id": str(upload_id)})
         return None
-    if upload.state != "pending":
-        return upload
     s = settings()
-    with _exclusive(upload_id) as mine:
-        if not mine:
-            return None  # another verifier is on it
+    if upload.state != "pending":
+        _discard_incoming(upload)  # a late or repeated PUT
+        return upload
+    with _verification_lease(upload_id) as renew:
+        if renew is None:
+            return None  # another verifier is on it (the sweeper retries after its lease)
         info = storage.head(s.uploads_bucket, upload.object_key)
         if info is None:
             return upload  # nothing there yet (e.g. multipart not completed)
         if info.size != upload.size:
-            _fail(
-                upload,
-                Code.SIZE_MISMATCH,
-                f"stored {info.size} bytes, declared {upload.size}",
-                actor,
-            )
-            storage.delete(s.uploads_bucket, upload.object_key)
+            message = f"stored {info.size} bytes, declared {upload.size}"
+            _fail(upload, Code.SIZE_MISMATCH, message, actor)
+            _discard_incoming(upload)
             return load(upload_id)
-        found = digests.of_chunks(storage.iter_chunks(s.uploads_bucket, upload.object_key))
+        source = blobs.Source(s.uploads_bucket, upload.object_key, info.version_id)
+        chunks = storage.iter_chunks(source.bucket, source.key, version_id=source.version_id)
+        found = digests.of_chunks(_renewing(chunks, renew))
         declared = upload.declared_sha256
         if found.size != upload.size or (declared and bytes(declared) != found.sha256):
             what = "content" if found.size == upload.size else "size"
@@ -496,18 +556,18 @@ def verify(upload_id: UUID, actor: str) -> Upload | None:
                 f"the stored {what} does not match the declaration (sha256 {found.sha256.hex()})",
                 actor,
             )
-            storage.delete(s.uploads_bucket, upload.object_key)
+            _discard_incoming(upload)
             return load(upload_id)
-        blob_key = storage.blob_key(found.sha256)
-        if storage.head(s.data_bucket, blob_key) is None:
-            storage.copy(s.uploads_bucket, upload.object_key, s.data_bucket, blob_key, found.size)
+        with db.connect() as conn:
+            known = blobs.recorded(conn, found.sha256)
+        if not known:
+            blobs.store(source, found)
+        renew()
         with db.transaction() as conn:
             row = conn.execute(SQL["lock"], {"id": upload_id}).fetchone()
             if row is None or row["state"] != "pending":
                 return Upload.from_row(row) if row else None
-            content_key = int.from_bytes(found.sha256[:8], "big", signed=True)
-            conn.execute(SQL["lock_content"], {"key": content_key})
-            existing = conn.execute(SQL["blob"], {"sha256": found.sha256}).fetchone()
+            blobs.lock(conn, found.sha256)
             follow, job_types = _follow_ups(Upload.from_row(row))
             record(
                 conn,
@@ -520,13 +580,14 @@ def verify(upload_id: UUID, actor: str) -> Upload | None:
                         "sha256": found.sha256.hex(),
                         "blake3": found.blake3.hex(),
                         "size": found.size,
-                        "objectKey": blob_key,
-                        "deduplicated": existing is not None,
+                        "objectKey": storage.blob_key(found.sha256),
+                        "deduplicated": blobs.recorded(conn, found.sha256),
                     },
                 ),
                 *follow,
             )
-    storage.delete(s.uploads_bucket, upload.object_key)
+        blobs.ensure(source, found)
+    _discard_incoming(upload)
     jobs.signal(job_types)
     log.info("upload ready", extra={"upload_id": str(upload_id), "sha256": found.sha256.hex()})
     return load(upload_id)
