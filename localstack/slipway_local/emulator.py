@@ -1,7 +1,7 @@
 """LocalStack (S3 + SQS with real bucket notifications) on the host, without Docker.
 
 It runs from its own virtualenv (pinned in localstack/requirements.lock): LocalStack
-2026.3 needs Python 3.13, the app uses 3.11, and their dependency pins differ.
+2026.3 needs Python 3.13, the app uses 3.12, and their dependency pins differ.
 docs/local-stack.md explains the choice and the environment below.
 """
 
