@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -40,6 +41,24 @@ def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
+    )
+
+
+def run_in_child(
+    function: str, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`module.function(*args)` in a fresh Python process with this process's environment
+    (the fault suites' victims: they SIGKILL themselves at a step boundary)."""
+    module, name = function.rsplit(".", 1)
+    script = f"import sys; from {module} import {name}; {name}(*sys.argv[1:])"
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 

@@ -8,6 +8,7 @@ and takes about a minute; `schemathesis` is pinned in requirements-dev.txt."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, from_schema
 from schemathesis.engine.events import EngineFinished, NonFatalError, ScenarioFinished
 
-from tests.support import token
+from tests.support import run_cli, token
 
 SEED = 20261202
 MAX_EXAMPLES = 10  # per operation and phase: ~900 requests, about a minute on 2 cores
@@ -82,7 +83,9 @@ def attack(api: str, bearer: str) -> Outcome:
     return outcome
 
 
-def test_schemathesis_finds_no_server_error_and_no_contract_violation(api: str) -> None:
+def test_schemathesis_finds_no_server_error_and_no_contract_violation(
+    api: str, stack: dict[str, str]
+) -> None:
     outcome = attack(api, token("schemathesis", "events:read"))
     assert outcome.cases > 500, f"too few cases to mean anything: {outcome.cases}"
     assert not outcome.errors, "\n".join(outcome.errors[:10])
@@ -90,3 +93,6 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(api: str) 
         sorted(set(outcome.failures))[:20]
     )
     assert not [s for s in outcome.statuses if s >= 500], outcome.statuses
+    # and whatever the attack stored: every blob holds its bytes, the log explains every row
+    audit = run_cli("verify", "--blobs", env=os.environ | stack)
+    assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-3000:]

@@ -31,27 +31,39 @@ def now() -> int:
     return int(time.time())
 
 
+class In:
+    """A time `seconds` from when the test runs (not from collection: those go stale)."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+
+def at_run(claims: dict[str, Any]) -> dict[str, Any]:
+    start = now()  # one clock reading: "exactly 24 h" must not straddle a second
+    return {k: start + v.seconds if isinstance(v, In) else v for k, v in claims.items()}
+
+
 @pytest.mark.parametrize(
     ("claims", "reason"),
     [
         ({"sub": "alice"}, "no exp"),
         ({"sub": "alice", "iat": 0}, "no exp, with iat"),
-        ({"sub": "alice", "iat": now(), "exp": now() + DAY + 60}, "lifetime over 24 h"),
-        ({"sub": "alice", "iat": now() - 10 * DAY, "exp": now() + 60}, "issued 10 days ago"),
-        ({"sub": "alice", "exp": now() + DAY + 60}, "no iat: lifetime counted from now"),
-        ({"sub": "", "exp": now() + 60}, "empty sub"),
-        ({"sub": "   ", "exp": now() + 60}, "blank sub"),
-        ({"sub": "a" * 257, "exp": now() + 60}, "sub of 257 characters"),
-        ({"sub": "ali\x00ce", "exp": now() + 60}, "NUL in sub"),
-        ({"sub": "ali\nce", "exp": now() + 60}, "newline in sub"),
-        ({"sub": "ali\x7fce", "exp": now() + 60}, "DEL in sub"),
-        ({"sub": "ali\x85ce", "exp": now() + 60}, "C1 control in sub"),
-        ({"sub": 42, "exp": now() + 60}, "sub not a string"),
+        ({"sub": "alice", "iat": In(0), "exp": In(DAY + 60)}, "lifetime over 24 h"),
+        ({"sub": "alice", "iat": In(-(10 * DAY)), "exp": In(60)}, "issued 10 days ago"),
+        ({"sub": "alice", "exp": In(DAY + 60)}, "no iat: lifetime counted from now"),
+        ({"sub": "", "exp": In(60)}, "empty sub"),
+        ({"sub": "   ", "exp": In(60)}, "blank sub"),
+        ({"sub": "a" * 257, "exp": In(60)}, "sub of 257 characters"),
+        ({"sub": "ali\x00ce", "exp": In(60)}, "NUL in sub"),
+        ({"sub": "ali\nce", "exp": In(60)}, "newline in sub"),
+        ({"sub": "ali\x7fce", "exp": In(60)}, "DEL in sub"),
+        ({"sub": "ali\x85ce", "exp": In(60)}, "C1 control in sub"),
+        ({"sub": 42, "exp": In(60)}, "sub not a string"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_bad_identity_claims_are_401(api: str, claims: dict[str, Any], reason: str) -> None:
-    reply = get_sessions(api, signed(**claims))
+    reply = get_sessions(api, signed(**at_run(claims)))
     assert reply.status_code == 401, (reason, reply.status_code, reply.text[:300])
     body = reply.json()
     assert set(body) == {"error"} and body["error"]["code"] == "UNAUTHORIZED", body
@@ -60,14 +72,14 @@ def test_bad_identity_claims_are_401(api: str, claims: dict[str, Any], reason: s
 @pytest.mark.parametrize(
     "claims",
     [
-        {"sub": "a" * 256, "iat": now(), "exp": now() + 60},
-        {"sub": "émilie ✓", "iat": now(), "exp": now() + DAY},  # exactly the maximum
-        {"sub": "no-iat", "exp": now() + 3600},
+        {"sub": "a" * 256, "iat": In(0), "exp": In(60)},
+        {"sub": "émilie ✓", "iat": In(0), "exp": In(DAY)},  # exactly the maximum
+        {"sub": "no-iat", "exp": In(3600)},
     ],
     ids=["sub-256", "lifetime-24h", "no-iat-1h"],
 )
 def test_good_identity_claims_are_accepted(api: str, claims: dict[str, Any]) -> None:
-    reply = get_sessions(api, signed(**claims))
+    reply = get_sessions(api, signed(**at_run(claims)))
     assert reply.status_code == 200, (reply.status_code, reply.text[:300])
 
 

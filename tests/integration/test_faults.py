@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -28,7 +27,7 @@ from slipway.errors import SlipwayError
 from slipway_local.processes import alive
 from slipway_local.stack import Stack
 from tests.integration.conftest import library_settings
-from tests.support import ROOT, MiB, run_cli, settled_upload, token, wait_for
+from tests.support import MiB, run_cli, run_in_child, settled_upload, token, wait_for
 
 OWNER = "fault-tester"
 CHILD = "fault-child"
@@ -121,21 +120,8 @@ def test_a_verifier_killed_at_each_step_boundary(
     reserve_for_child(conn, created["uploadId"])
     put(created, data)
     module, name = BOUNDARIES[boundary]
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from tests.integration.test_faults import die_at; die_at(*sys.argv[1:])",
-            created["uploadId"],
-            module,
-            name,
-        ],
-        cwd=ROOT,
-        env=os.environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    child = run_in_child(
+        "tests.integration.test_faults.die_at", created["uploadId"], module, name, timeout=120
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
     time.sleep(CHILD_LEASE_SECONDS + 0.5)  # the dead verifier's lease runs out

@@ -10,8 +10,6 @@ import hashlib
 import importlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from typing import Any
 from uuid import UUID
@@ -23,7 +21,7 @@ import requests
 
 from slipway import config, jobs, storage, sweeper, uploads
 from tests.integration.conftest import library_settings
-from tests.support import FIXTURES, ROOT, settled_upload, wait_for
+from tests.support import FIXTURES, run_in_child, settled_upload, wait_for
 
 OWNER = "job-fault-tester"
 WORKER_LEASE_SECONDS = 2
@@ -96,23 +94,8 @@ def test_a_worker_killed_at_each_step_boundary(
 ) -> None:
     upload_id, job = unsignalled_job(kind, conn, monkeypatch)
     module, path = BOUNDARIES[kind][boundary]
-    child = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from tests.integration.test_job_faults import work_and_die;"
-            " work_and_die(*sys.argv[1:])",
-            str(job.id),
-            kind,
-            module,
-            path,
-        ],
-        cwd=ROOT,
-        env=os.environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    child = run_in_child(
+        "tests.integration.test_job_faults.work_and_die", str(job.id), kind, module, path
     )
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     assert jobs.get(job.id).status == "RUNNING", "killed holding the lease"

@@ -43,8 +43,9 @@ def test_a_valid_token_names_the_owner_and_scopes() -> None:
         jwt.encode({"sub": "alice"}, "", algorithm="none"),
         jwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"),  # no exp
         jwt.encode({"sub": "alice", "exp": "tomorrow"}, SECRET, algorithm="HS256"),
-        jwt.encode({"sub": "", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
-        jwt.encode({"sub": "a\tb", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
+        # (long-lived: made at collection, they must fail for their sub, not for expiry)
+        jwt.encode({"sub": "", "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "a\tb", "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256"),
     ],
 )
 def test_bad_tokens_are_401(bad: str | None) -> None:

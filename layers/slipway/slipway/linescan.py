@@ -264,14 +264,20 @@ def _stored_digest(object_key: str) -> tuple[bytes, int] | None:
     return digest.digest(), size
 
 
-def complete_upload(owner: str, scan_id: UUID, tile_id: UUID, sha256: bytes) -> dict[str, Any]:
-    """The bytes were PUT to the signed URL: hash what storage holds, then `ready`."""
+def _owned_tile(owner: str, scan_id: UUID, tile_id: UUID) -> Mapping[str, Any]:
+    """The tile row of the owner's scan; 404 for another owner's scan or no such tile."""
     with db.connect() as conn:
         if _own_scan(conn, scan_id, owner) is None:
             raise errors.not_found("line scan")
         tile = conn.execute(SQL["get_tile"], {"scan_id": scan_id, "tile_id": tile_id}).fetchone()
     if tile is None:
         raise errors.not_found("tile")
+    return tile
+
+
+def complete_upload(owner: str, scan_id: UUID, tile_id: UUID, sha256: bytes) -> dict[str, Any]:
+    """The bytes were PUT to the signed URL: hash what storage holds, then `ready`."""
+    tile = _owned_tile(owner, scan_id, tile_id)
     object_key = storage.line_scan_object_key(scan_id, tile_id, sha256)
     try:
         done = _stored_as(tile, sha256)
@@ -298,12 +304,7 @@ def complete_upload(owner: str, scan_id: UUID, tile_id: UUID, sha256: bytes) -> 
 
 
 def get_tile(owner: str, scan_id: UUID, tile_id: UUID) -> bytes:
-    with db.connect() as conn:
-        if _own_scan(conn, scan_id, owner) is None:
-            raise errors.not_found("line scan")
-        tile = conn.execute(SQL["get_tile"], {"scan_id": scan_id, "tile_id": tile_id}).fetchone()
-    if tile is None:
-        raise errors.not_found("tile")
+    tile = _owned_tile(owner, scan_id, tile_id)
     if tile["state"] != "ready":
         raise SlipwayError(
             Code.TILE_NOT_READY,

@@ -24,10 +24,8 @@ Sha256 = Annotated[
 
 
 class TileUploadWanted(BaseModel):
-    size: JsonInt = Field(
-        ge=1,
-        json_schema_extra={"maximum": linescan.MAX_TILE_BYTES},  # larger: 413, not 400
-        description="the tile's length in bytes (at most 5 MiB)",
+    size: JsonInt = Field(  # an oversize size is a bad request (400), as for uploads
+        ge=1, le=linescan.MAX_TILE_BYTES, description="the tile's length in bytes (at most 5 MiB)"
     )
     sha256: Sha256
 
