@@ -310,6 +310,8 @@ def _slide_tiled(s: Store, e: Event) -> None:
             "tile_count": p["tileCount"],
             "tiles_prefix": p["tilesPrefix"],
             "layout": p.get("layout", "files"),  # events before layouts: per-tile objects
+            "source": p.get("source"),  # events before v1.1: not read
+            "associated": p.get("associated"),
             "created_at": previous["created_at"] if previous else e.created_at,
             "updated_at": e.created_at,
             "last_sequence": e.sequence,
