@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from slipway import logs, verification
+from slipway import logs
 from slipway.api import events
 from slipway.api.http import resolver
 from slipway.config import settings
@@ -19,6 +19,8 @@ app = resolver(events.routes())
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:
         return app.resolve(event, context)
+    from slipway import verification  # the schedule's path: an HTTP cold start skips it
+
     report = verification.run(blobs_checked=settings().blob_audit_sample)
     if not report.ok:
         logger.error("projection invariant violated", extra={"report": report.summary()})

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 import boto3
+from psycopg.types.json import Jsonb
 
 from slipway import db, errors, queries
 from slipway.config import settings
@@ -207,18 +208,18 @@ def heartbeat(
     lease_seconds: int | None = None,
     progress: Mapping[str, Any] | None = None,
 ) -> bool:
-    """Extend the lease (and report progress); False if the job is no longer this worker's."""
+    """Extend the lease (and report progress); False if the job is no longer this worker's.
+    A plain row update, no event: only status changes go into the log."""
+    lease = lease_seconds or settings().job_lease_seconds
+    params = {
+        "id": job.id,
+        "worker": worker,
+        "attempt": job.attempt_count,
+        "lease": lease,
+        "progress": Jsonb(dict(progress)) if progress else None,
+    }
     with db.transaction() as conn:
-        store = _lock_own(conn, job, worker)
-        if store is None:
-            return False
-        lease = lease_seconds or settings().job_lease_seconds
-        payload: dict[str, Any] = {"worker": worker, "leaseSeconds": lease}
-        if progress:
-            payload["progress"] = dict(progress)
-        beat = NewEvent("v1.job.heartbeat", "job", job.id, payload)
-        record(conn, f"worker:{worker}", beat, store=store)
-        return True
+        return conn.execute(SQL["heartbeat"], params).fetchone() is not None
 
 
 def succeed(job: Job, worker: str, results: Iterable[NewEvent] = ()) -> bool:

@@ -159,6 +159,11 @@ def _upload_failed(s: Store, e: Event) -> None:
 
 _UNLOCKED = {"locked_at": None, "locked_by": None, "lease_expires_at": None}
 
+# Liveness: columns a running job's heartbeat keeps current with a plain update and no
+# event (jobs.heartbeat), so the log explains them only as of the last status change.
+# Replay sets them as that event did, and its diff ignores them.
+LIVENESS: dict[str, tuple[str, ...]] = {"jobs": ("lease_expires_at", "progress")}
+
 
 @projects("v1.job.queued")
 def _job_queued(s: Store, e: Event) -> None:
@@ -209,6 +214,7 @@ def _job_claimed(s: Store, e: Event) -> None:
 
 @projects("v1.job.heartbeat")
 def _job_heartbeat(s: Store, e: Event) -> None:
+    # Only in logs written before heartbeats became plain updates (LIVENESS).
     job = _require(s, "jobs", e.subject_id)
     s.put(
         "jobs",

@@ -3,7 +3,8 @@
 Replay folds every event through the same projectors into memory, then bulk-loads the
 result with COPY. `differences` runs in one REPEATABLE READ snapshot, so the live tables
 and the log it replays are the same instant: any difference is a row the log does not
-explain (or a row it explains that is missing).
+explain (or a row it explains that is missing). The liveness columns a heartbeat updates
+without an event (projectors.LIVENESS) are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from psycopg.rows import tuple_row
 
 from slipway.db import Connection
 from slipway.events import Event
-from slipway.projections.projectors import apply
+from slipway.projections.projectors import LIVENESS, apply
 from slipway.projections.store import TABLES, MemoryStore, adapt
 
 
@@ -91,6 +92,13 @@ def rebuild(conn: Connection, schema: str) -> ReplayStats:
     return ReplayStats(count, time.perf_counter() - started, rows)
 
 
+def _compared(conn: Connection, table: sql.Composable, ignored: tuple[str, ...]) -> sql.Composable:
+    """The table's columns, in order, without the ignored ones."""
+    cur = conn.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(table))
+    names = [c.name for c in cur.description or () if c.name not in ignored]
+    return sql.SQL(", ").join(map(sql.Identifier, names))
+
+
 def differences(conn: Connection, limit: int = 100) -> tuple[ReplayStats, list[Difference]]:
     """Replay into temporary tables and diff them against the live ones, one snapshot."""
     started = time.perf_counter()
@@ -109,13 +117,14 @@ def differences(conn: Connection, limit: int = 100) -> tuple[ReplayStats, list[D
         _load(conn, store, target)
         for table in TABLES:
             live = sql.Identifier("public", table)
+            columns = _compared(conn, live, LIVENESS.get(table, ()))
             for kind, left, right in (
                 ("unexplained", live, target[table]),
                 ("missing", target[table], live),
             ):
-                query = sql.SQL("(SELECT * FROM {} EXCEPT ALL SELECT * FROM {}) LIMIT {}").format(
-                    left, right, sql.Literal(limit)
-                )
+                query = sql.SQL(
+                    "(SELECT {c} FROM {} EXCEPT ALL SELECT {c} FROM {}) LIMIT {}"
+                ).format(left, right, sql.Literal(limit), c=columns)
                 for row in conn.execute(query):
                     found.append(Difference(table, kind, dict(row)))
     rows = {t: len(store.tables[t]) for t in TABLES}

@@ -23,3 +23,14 @@ SELECT * FROM jobs WHERE upload_id = %(upload_id)s ORDER BY created_at;
 SELECT DISTINCT type FROM jobs
 WHERE (status = 'QUEUED' AND (next_retry_at IS NULL OR next_retry_at <= now()))
    OR (status = 'RUNNING' AND lease_expires_at < now());
+
+-- name: heartbeat
+-- Liveness, not history: renewing the lease and reporting progress is a plain update of
+-- the row, with no event and so no turn on the log's head (projectors.LIVENESS). Only the
+-- worker holding this attempt renews it; no row back means the lease was lost.
+UPDATE jobs
+SET lease_expires_at = now() + make_interval(secs => %(lease)s),
+    progress = coalesce(%(progress)s, progress)
+WHERE id = %(id)s AND status = 'RUNNING' AND locked_by = %(worker)s
+  AND attempt_count = %(attempt)s
+RETURNING id;
