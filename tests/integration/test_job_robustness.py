@@ -129,7 +129,7 @@ def test_a_worker_that_lost_its_lease_cannot_change_what_the_slide_serves(
 
     prefix, descriptor = served()
     assert prefix == f"slides/{upload_id}/{winner.id}/2/"
-    assert b'TileSize="254"' in descriptor
+    assert b'TileSize="256"' in descriptor
 
     # The zombie wakes up and does all its work, with other options (so its tiles differ).
     monkeypatch.setattr(

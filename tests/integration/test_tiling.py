@@ -98,11 +98,12 @@ def test_formats_become_a_complete_deep_zoom_pyramid(kind: str, layout: str) -> 
     tiles = tile_names(prefix, layout)
     assert len(tiles) == result["tileCount"] > 0
     descriptor = storage.read_bytes(os.environ["SLIPWAY_TILES_BUCKET"], tilestore.dzi_key(prefix))
-    assert b'Width="1500"' in descriptor and b'TileSize="254"' in descriptor
+    assert b'Width="1500"' in descriptor and b'TileSize="256"' in descriptor
+    assert b'Overlap="0"' in descriptor
     deepest = [name for name in tiles if name.startswith("11/")]
-    assert len(deepest) == 6 * 4  # ceil(1500/254) × ceil(1000/254)
+    assert len(deepest) == 6 * 4  # ceil(1500/256) × ceil(1000/256)
     tile = pyvips.Image.new_from_buffer(read_tile(prefix, layout, deepest[0]), "")
-    assert tile.bands == 3 and tile.width in (255, 256)
+    assert tile.bands == 3 and tile.width == 256  # no overlap: IIIF-aligned
     if layout == "archive":  # a handful of objects, not one per tile
         assert set(objects(prefix)) == {
             tilestore.dzi_key(prefix),

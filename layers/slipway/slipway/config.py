@@ -43,6 +43,8 @@ class Settings:
     blob_audit_sample: int = 20  # blobs re-hashed by each hourly check
     max_image_pixels: int = 100_000 * 200_000
     max_pixels_per_byte: int = 1000
+    max_decoded_bytes: int = 4 * GiB  # a slide tifffile/OpenSlide decodes into memory
+    max_local_copy_bytes: int = 2 * GiB  # a slide whose reader needs a file path (DICOM)
 
 
 @cache
@@ -83,4 +85,6 @@ def settings() -> Settings:
         blob_audit_sample=_int("SLIPWAY_BLOB_AUDIT_SAMPLE", 20),
         max_image_pixels=_int("SLIPWAY_MAX_IMAGE_PIXELS", 100_000 * 200_000),
         max_pixels_per_byte=_int("SLIPWAY_MAX_PIXELS_PER_BYTE", 1000),
+        max_decoded_bytes=_int("SLIPWAY_MAX_DECODED_BYTES", 4 * GiB),
+        max_local_copy_bytes=_int("SLIPWAY_MAX_LOCAL_COPY_BYTES", 2 * GiB),
     )

@@ -1,9 +1,9 @@
 """Tile a slide into a Deep Zoom pyramid, straight from object storage to object storage.
 
-pyvips reads the source through ranged GETs (no local copy) and writes the pyramid with
-dzsave into a stream, which is unpacked entry by entry and PUT in parallel as it is
-produced; the `.dzi` descriptor goes last, once every tile is stored. Memory stays
-bounded by the read cache, the libvips pipeline and the PUTs in flight.
+The source is read through ranged GETs (no local copy, except DICOM's, bounded; which
+reader decodes which format: slipway.slide_readers), and libvips' dzsave writes the
+pyramid into a stream, which is unpacked entry by entry and PUT in parallel as it is
+produced; the `.dzi` descriptor goes last, once every tile and associated image is stored.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pyvips
 
-from slipway import storage, tilestore, uploads
+from slipway import slide_readers, storage, tilestore, uploads
 from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 FORMATS = ("jpeg", "webp", "png")
 
 # The inputs Slipway tiles, judged by their first bytes (never the name), each with the
-# libvips loader that must then open it. Anything else (SVG, PDF, GIF, HEIF, …) is
+# libvips loader that must then open it (TIFF-family slides are first read by tifffile, and
+# DICOM by OpenSlide: slide_readers). Anything else (SVG, PDF, GIF, HEIF, …) is
 # IMAGE_UNSUPPORTED: an SVG declaring 100k × 100k pixels in 122 bytes is never rendered.
 LOADERS = {
     "jpeg": "jpegload_source",
@@ -34,7 +35,7 @@ LOADERS = {
     "tiff": "tiffload_source",  # classic and BigTIFF, so the TIFF-family slides too
     "webp": "webpload_source",
 }
-SNIFF_BYTES = 12
+SNIFF_BYTES = 132  # DICOM's "DICM" is at offset 128
 # Up to this many pixels an image is tiled whatever its bytes per pixel (a blank
 # 10k × 10k PNG is a few KB, and cheap to tile); above it the pixels-per-byte limit holds.
 PIXELS_FREE_OF_RATIO = 10_000 * 10_000
@@ -42,8 +43,8 @@ PIXELS_FREE_OF_RATIO = 10_000 * 10_000
 
 @dataclass(frozen=True)
 class TileOptions:
-    tile_size: int = 254
-    overlap: int = 1
+    tile_size: int = 256  # 256/0: DZI tiles that are IIIF tiles too
+    overlap: int = 0
     format: str = "jpeg"
     quality: int = 85
     skip_blanks: int = -1  # dzsave's threshold; -1 keeps every tile
@@ -53,8 +54,8 @@ class TileOptions:
     def from_env(cls) -> TileOptions:
         env = os.environ
         options = cls(
-            tile_size=int(env.get("SLIPWAY_TILE_SIZE", 254)),
-            overlap=int(env.get("SLIPWAY_TILE_OVERLAP", 1)),
+            tile_size=int(env.get("SLIPWAY_TILE_SIZE", 256)),
+            overlap=int(env.get("SLIPWAY_TILE_OVERLAP", 0)),
             format=env.get("SLIPWAY_TILE_FORMAT", "jpeg"),
             quality=int(env.get("SLIPWAY_TILE_QUALITY", 85)),
             skip_blanks=int(env.get("SLIPWAY_TILE_SKIP_BLANKS", -1)),
@@ -94,7 +95,9 @@ def pyvips_source(reader: storage.RangedReader) -> pyvips.Source:
 
 
 def sniff(head: bytes) -> str | None:
-    """The format the first bytes announce, if it is one of LOADERS."""
+    """The format the first bytes announce, if it is one of LOADERS or DICOM."""
+    if head[128:132] == b"DICM":
+        return "dicom"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -106,8 +109,8 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def open_image(source: storage.RangedReader) -> pyvips.Image:
-    """The source's image, its header read and no pixel decoded, if Slipway tiles it."""
+def open_slide(source: storage.RangedReader, size: int) -> slide_readers.Slide:
+    """The source's reader, its header read and no pixel decoded, if Slipway tiles it."""
     head = source.read(SNIFF_BYTES)
     source.seek(0)
     if not head:
@@ -116,8 +119,35 @@ def open_image(source: storage.RangedReader) -> pyvips.Image:
     if kind is None:
         raise SlipwayError(
             Code.IMAGE_UNSUPPORTED,
-            f"not a JPEG, PNG, TIFF or WebP image (it starts with 0x{head[:8].hex()})",
+            f"not a JPEG, PNG, TIFF, DICOM or WebP image (it starts with 0x{head[:8].hex()})",
         )
+    if kind == "dicom":
+        return slide_readers.read_dicom(source, size)
+    if kind == "tiff":
+        slide = slide_readers.read_tiff(source)
+        source.seek(0)
+        if slide.decode is None:
+            slide.decode = lambda: open_image(source, kind)
+        return slide
+    image = open_image(source, kind)
+    return slide_readers.Slide(
+        slide_readers.source_object(
+            format=kind,
+            width=image.width,
+            height=image.height,
+            levels=1,
+            channels=[
+                {"name": None, "bitsPerSample": 8 if image.format == "uchar" else 16}
+                for _ in range(image.bands)
+            ],
+            compression=kind,
+        ),
+        decode=lambda: image,
+    )
+
+
+def open_image(source: storage.RangedReader, kind: str) -> pyvips.Image:
+    """The source's image through libvips, its header read and no pixel decoded."""
     try:
         image = pyvips.Image.new_from_source(
             pyvips_source(source), "", access="sequential", fail_on="error"
@@ -172,11 +202,16 @@ def tile(
     """Build the pyramid of one source object; returns what the slide record holds."""
     source = storage.RangedReader(bucket, key, size)
     writer = tilestore.writer(options.layout, out_bucket, prefix, lease)
+    stored: list[str] = []
+    slide: slide_readers.Slide | None = None
     try:
-        image = open_image(source)
-        width, height = image.width, image.height
+        slide = open_slide(source, size)
+        width, height = slide.source["width"], slide.source["height"]
         check_pixels(width, height, size)
-        image = _displayable(image)
+        assert slide.decode is not None
+        image = _displayable(slide.decode())
+        width, height = image.width, image.height
+        lease.check()
         try:
             image.dzsave_target(
                 writer.target(),
@@ -194,15 +229,22 @@ def tile(
                 raise writer.error from exc
             if source.error is not None:
                 raise source.error from exc
+            if slide.error is not None:  # a decode error in the reader feeding libvips
+                raise slide.error from exc
             raise SlipwayError(
                 Code.IMAGE_UNREADABLE, f"the image is damaged: {_first_line(exc)}"
             ) from exc
         lease.check()
+        associated = store_associated(out_bucket, prefix, slide.associated, stored)
         writer.finish()
     except BaseException:
         writer.abandon()
+        for stored_key in stored:
+            storage.client().delete_object(Bucket=out_bucket, Key=stored_key)
         raise
     finally:
+        for close in reversed(slide.close if slide else []):
+            close()
         source.close()
     return {
         "width": width,
@@ -214,7 +256,28 @@ def tile(
         "tileCount": writer.tiles,
         "tilesPrefix": prefix,
         "layout": options.layout,
+        "source": slide.source,
+        "associated": associated,
     }
+
+
+def associated_key(prefix: str, name: str, extension: str) -> str:
+    return f"{prefix}associated/{name}.{extension}"
+
+
+def store_associated(
+    bucket: str, prefix: str, images: dict[str, Any], stored: list[str]
+) -> dict[str, dict[str, str]]:
+    """Each associated image (label, macro, thumbnail) as one object; `stored` collects
+    the keys (removed again if the attempt fails)."""
+    listed = {}
+    for name, pixels in images.items():
+        data, extension, media_type = slide_readers.encode_associated(name, pixels)
+        key = associated_key(prefix, name, extension)
+        storage.put_bytes(bucket, key, data, media_type)
+        stored.append(key)
+        listed[name] = {"key": key, "mediaType": media_type}
+    return listed
 
 
 def _displayable(image: pyvips.Image) -> pyvips.Image:
@@ -250,5 +313,12 @@ def run_job(job: Job, lease: Lease) -> list[NewEvent]:
         lease,
         TileOptions.from_env(),
     )
-    log.info("slide tiled", extra={"upload_id": str(upload.id), "tiles": result["tileCount"]})
+    log.info(
+        "slide tiled",
+        extra={
+            "upload_id": str(upload.id),
+            "tiles": result["tileCount"],
+            "source_format": result["source"]["format"],
+        },
+    )
     return [NewEvent("v1.slide.tiled", "slide", upload.id, {"jobId": str(job.id), **result})]
