@@ -23,7 +23,9 @@ from slipway.errors import Code, SlipwayError
 log = logging.getLogger(__name__)
 
 # Routes that take no bearer token: they are public, or carry a capability in the path.
-_PUBLIC = re.compile(r"^/v1/(health|openapi\.json|static/.+|slides/[^/]+/(dzi|viewer)/.+)$")
+_PUBLIC = re.compile(
+    r"^/v1/(health|openapi\.json|static/.+|slides/[^/]+/(dzi|iiif|associated|viewer)/.+)$"
+)
 # JSON deeper than this is refused before it is parsed (json.loads recurses once per level).
 MAX_JSON_DEPTH = 32
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)

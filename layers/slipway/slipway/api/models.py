@@ -157,9 +157,30 @@ class JobView(BaseModel):
     finishedAt: str | None
 
 
+class Channel(BaseModel):
+    name: str | None
+    bitsPerSample: int | None
+
+
+class SlideSource(BaseModel):
+    """What the slide file itself says (API.md v1.1); unknown values are null."""
+
+    format: str | None
+    vendor: str | None
+    width: int | None
+    height: int | None
+    levels: int | None
+    mppX: float | None
+    mppY: float | None
+    objectivePower: float | None
+    channels: list[Channel] | None
+    compression: str | None
+
+
 class SlideView(BaseModel):
     uploadId: str
     status: Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
+    jobId: str | None
     width: int | None
     height: int | None
     tileSize: int | None
@@ -169,7 +190,42 @@ class SlideView(BaseModel):
     tileCount: int | None
     dziUrl: str | None
     viewerUrl: str | None
+    source: SlideSource | None
+    associated: dict[Literal["label", "macro", "thumbnail"], str] | None = Field(
+        description="the associated images the file holds, each at a capability URL"
+    )
+    iiifUrl: str | None = Field(
+        description="a IIIF Image API 3.0 service (level 0); null unless the pyramid has "
+        "overlap 0 and JPEG tiles"
+    )
     error: ErrorDetail | None
+
+
+class IiifTiles(BaseModel):
+    type: Literal["Tile"] = "Tile"
+    width: int
+    height: int
+    scaleFactors: list[int]
+
+
+class IiifSize(BaseModel):
+    type: Literal["Size"] = "Size"
+    width: int
+    height: int
+
+
+class IiifInfo(BaseModel):
+    """A IIIF Image API 3.0 image information document (info.json)."""
+
+    context: Literal["http://iiif.io/api/image/3/context.json"] = Field(alias="@context")
+    id: str
+    type: Literal["ImageService3"]
+    protocol: Literal["http://iiif.io/api/image"]
+    profile: Literal["level0"]
+    width: int
+    height: int
+    tiles: list[IiifTiles]
+    sizes: list[IiifSize]
 
 
 class Finalised(BaseModel):
