@@ -64,7 +64,7 @@ def test_a_slide_goes_from_upload_to_a_readable_deep_zoom_pyramid(
     size = root.find(f"{DZ}Size")
     assert root.tag == f"{DZ}Image" and size is not None
     assert (size.get("Width"), size.get("Height")) == ("4000", "3000")
-    assert root.get("TileSize") == "254" and root.get("Format") == "jpeg"
+    assert root.get("TileSize") == "256" and root.get("Format") == "jpeg"
     base = slide["dziUrl"].removesuffix(".dzi") + "_files"
     for level, col, row in [(12, 0, 0), (12, 15, 11), (8, 0, 0), (0, 0, 0)]:
         tile = requests.get(f"{base}/{level}/{col}_{row}.jpeg", timeout=30)
@@ -108,7 +108,7 @@ def test_telemetry_becomes_a_session_with_parquet_and_bad_files_fail_with_a_code
     table = pq.read_table(io.BytesIO(requests.get(stream["parquetUrl"], timeout=30).content))
     assert table.num_rows == 600
     assert table.schema.field("time").type == pa.timestamp("us", tz="UTC")
-    assert table.schema.names == ["time", "lat", "lon", "alt", "speed"]
+    assert table.schema.names == ["time", "lat", "lon", "alt", "speed", "geometry"]
 
     failed = sessions["bad"]
     assert failed["status"] == "failed" and failed["streams"] == []

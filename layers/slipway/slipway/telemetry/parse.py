@@ -1,18 +1,21 @@
-"""The parse job: a telemetry upload (CSV or GPX) → canonical `gnss_pvt` Parquet.
+"""The parse job: a telemetry upload (CSV, GPX, TCX, FIT or NMEA) → canonical `gnss_pvt` Parquet.
 
 The source streams from object storage; batches are written as Parquet row groups to a
 temporary file as they come (bounded memory for time-ordered input, which telemetry
-almost always is; out-of-order input is sorted once at the end), then uploaded.
+almost always is; out-of-order input is sorted once at the end), then uploaded. The file
+is GeoParquet 1.1 (telemetry/geoparquet.py): a WKB point `geometry` column, last, and
+the `geo` metadata with the bbox of all rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,8 +28,18 @@ from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent
 from slipway.jobs import Job
-from slipway.telemetry import Readable, csv_reader, gpx_reader, sessions
-from slipway.telemetry.schema import SCHEMA, STREAM
+from slipway.telemetry import (
+    Readable,
+    channels,
+    csv_reader,
+    fit_reader,
+    geoparquet,
+    gpx_reader,
+    nmea_reader,
+    sessions,
+    tcx_reader,
+)
+from slipway.telemetry.schema import FILE_SCHEMA, SCHEMA, STREAM
 from slipway.worker import Lease
 
 log = logging.getLogger(__name__)
@@ -51,21 +64,36 @@ class _Peeked:
 
 
 def detect(head: bytes) -> str:
+    """The format, from the first bytes: FIT's binary header; XML (`<`) whose root is
+    TCX's, else GPX; NMEA sentences (`$GPGGA,` …); other text is CSV."""
+    if fit_reader.is_fit(head):
+        return "fit"
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if not text:
         raise SlipwayError(Code.EMPTY_FILE, "the file is empty")
     if text.startswith(b"<"):
-        return "gpx"
+        return "tcx" if tcx_reader.is_tcx(head) else "gpx"
     if b"\x00" in head:
-        raise SlipwayError(Code.UNSUPPORTED_FORMAT, "binary data: expected CSV or GPX text")
-    return "csv"
+        raise SlipwayError(
+            Code.UNSUPPORTED_FORMAT, "binary data: expected FIT, or CSV, GPX, TCX or NMEA text"
+        )
+    return "nmea" if nmea_reader.is_nmea(head) else "csv"
 
 
-def batches(stream: Readable) -> Iterator[pa.RecordBatch]:
+Reader = Callable[[Readable, channels.Sink], Iterator[pa.RecordBatch]]
+READERS: dict[str, Reader] = {
+    "fit": fit_reader.read,
+    "gpx": gpx_reader.read,
+    "tcx": tcx_reader.read,
+    "nmea": nmea_reader.read,
+    "csv": lambda stream, _: csv_reader.read(stream),
+}
+
+
+def batches(stream: Readable, sink: channels.Sink = channels.DISCARD) -> Iterator[pa.RecordBatch]:
+    """The gnss_pvt batches; the sensors stream's, if the format has any, go to `sink`."""
     peeked = _Peeked(stream)
-    if detect(peeked.head) == "gpx":
-        return gpx_reader.read(peeked)
-    return csv_reader.read(peeked)
+    return READERS[detect(peeked.head)](peeked, sink)
 
 
 @dataclass(frozen=True)
@@ -73,16 +101,25 @@ class Written:
     rows: int
     start: datetime
     end: datetime
+    sensor_rows: int = 0  # the sensors stream's (convert), 0 when there is none
+
+
+# No ARROW:schema key: it would be fixed at open, without `geo`, and pyarrow takes a
+# schema's metadata from it; the Parquet types alone read back as FILE_SCHEMA. No
+# min/max statistics for the WKB bytes: meaningless (the `geo` bbox is what readers use).
+_OPTIONS = {"compression": "zstd", "store_schema": False, "write_statistics": SCHEMA.names}
 
 
 class _RowGroupWriter:
     """Writes row groups on a thread of its own, one queued at most: Parquet encoding and
-    compression overlap the parsing instead of stalling it."""
+    compression (and the WKB points, the bbox) overlap the parsing instead of stalling it.
+    The `geo` metadata, with the bbox of all rows, is written at close."""
 
     def __init__(self, path: str) -> None:
-        self._writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(path, FILE_SCHEMA, **_OPTIONS)
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
+        self.bbox: geoparquet.Bbox | None = None
         self._thread = threading.Thread(target=self._run, name="parquet", daemon=True)
         self._thread.start()
 
@@ -90,7 +127,8 @@ class _RowGroupWriter:
         while (table := self._queue.get()) is not None:
             if self._error is None:
                 try:
-                    self._writer.write_table(table)
+                    self.bbox = geoparquet.union(self.bbox, geoparquet.bbox_of(table))
+                    self._writer.write_table(geoparquet.with_geometry(table))
                 except BaseException as exc:
                     self._error = exc
 
@@ -102,7 +140,11 @@ class _RowGroupWriter:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
-        self._writer.close()
+        try:
+            if self._error is None and self.bbox is not None:
+                self._writer.add_key_value_metadata(geoparquet.metadata(self.bbox))
+        finally:
+            self._writer.close()
         if self._error is not None:
             raise self._error
 
@@ -143,36 +185,63 @@ def write_parquet(
             writer.write(pending)
     finally:
         writer.close()
-    if rows == 0 or first is None or last is None:
+    if rows == 0 or first is None or last is None or writer.bbox is None:
         raise SlipwayError(Code.EMPTY_FILE, "no rows with a time and a position")
     if not ordered:  # rare: sort once (memory proportional to the rows, documented)
         table = pq.read_table(path).sort_by("time")
-        pq.write_table(table, path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        with pq.ParquetWriter(path, FILE_SCHEMA, **_OPTIONS) as out:
+            out.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            out.add_key_value_metadata(geoparquet.metadata(writer.bbox))
     return Written(rows, first.as_py(), last.as_py())
 
 
-def convert(bucket: str, key: str, out_key: str, lease: Lease | None = None) -> Written:
-    """One telemetry object → its canonical Parquet object, in the same bucket."""
+def convert(
+    bucket: str,
+    key: str,
+    out_key: str,
+    lease: Lease | None = None,
+    sensors_key: str | None = None,
+) -> Written:
+    """One telemetry object → its canonical Parquet object, in the same bucket, and its
+    sensors stream's at `sensors_key` when the file has one."""
     # One streaming GET, read ahead by the CSV reader's thread. Parallel ranged GETs
     # measured slower against LocalStack (200 vs 430 MB/s); on AWS they may not be.
     body = storage.client().get_object(Bucket=bucket, Key=key)["Body"]
-    fd, path = tempfile.mkstemp(suffix=".parquet")
-    os.close(fd)
+    paths = []
+    for _ in range(2):
+        fd, path = tempfile.mkstemp(suffix=".parquet")
+        os.close(fd)
+        paths.append(path)
+    path, sensors_path = paths
+    sensors = channels.Writer(sensors_path)
     try:
-        written = write_parquet(batches(body), path, lease)
+        try:
+            written = write_parquet(batches(body, sensors), path, lease)
+        finally:
+            sensors.close()
         if lease is not None:
             lease.check()
         storage.upload_file(path, bucket, out_key, "application/vnd.apache.parquet")
+        if sensors.rows and sensors_key is not None:
+            storage.upload_file(sensors_path, bucket, sensors_key, "application/vnd.apache.parquet")
+            written = dataclasses.replace(written, sensor_rows=sensors.rows)
     finally:
         body.close()
-        os.unlink(path)
+        for p in paths:
+            os.unlink(p)
     return written
 
 
 def run_job(job: Job, lease: Lease) -> list[NewEvent]:
     upload = uploads.ready_for(job.upload_id, "parse")
-    out_key = storage.stream_key(job.payload_uuid("sessionId"), STREAM)
-    written = convert(settings().data_bucket, upload.blob_key, out_key, lease)
+    session_id = job.payload_uuid("sessionId")
+    out_key = storage.stream_key(session_id, STREAM)
+    sensors_key = storage.stream_key(session_id, channels.STREAM)
+    written = convert(settings().data_bucket, upload.blob_key, out_key, lease, sensors_key)
     log.info("telemetry parsed", extra={"upload_id": str(upload.id), "rows": written.rows})
     streams = [{"name": STREAM, "rows": written.rows, "objectKey": out_key}]
+    if written.sensor_rows:
+        streams.append(
+            {"name": channels.STREAM, "rows": written.sensor_rows, "objectKey": sensors_key}
+        )
     return [sessions.ready_event(job, written.start, written.end, streams)]

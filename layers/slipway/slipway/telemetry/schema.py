@@ -6,6 +6,8 @@ import re
 
 import pyarrow as pa
 
+from slipway.telemetry import geoparquet
+
 STREAM = "gnss_pvt"
 SCHEMA = pa.schema(
     [
@@ -16,6 +18,8 @@ SCHEMA = pa.schema(
         pa.field("speed", pa.float64()),
     ]
 )
+# the Parquet file's columns: the readers' (SCHEMA), then the GeoParquet point of lon, lat
+FILE_SCHEMA = SCHEMA.append(geoparquet.FIELD)
 
 # canonical column → header spellings (after normalising: lower case, units dropped)
 ALIASES: dict[str, tuple[str, ...]] = {

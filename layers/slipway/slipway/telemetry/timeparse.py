@@ -53,3 +53,12 @@ def from_iso(values: pa.Array) -> pa.Array:
         return pc.cast(values, UTC_US)
     except pa.ArrowInvalid:  # no offsets: local-free timestamps, taken as UTC
         return pc.assume_timezone(pc.cast(values, pa.timestamp("us")), "UTC")
+
+
+_SUB_MICROS = re.compile(r"(\.\d{6})\d+")
+
+
+def from_xsd(values: pa.Array) -> pa.Array:
+    """XML Schema dateTime (GPX, TCX): ISO 8601 whose fraction may have any number of
+    digits (GPSBabel writes seven); digits past the microsecond are dropped."""
+    return from_iso(pc.replace_substring_regex(values, _SUB_MICROS.pattern, r"\1"))
