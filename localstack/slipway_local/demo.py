@@ -84,7 +84,9 @@ def main() -> int:
             f"(attempt {tile_job['attemptCount']}/{tile_job['maxAttempts']})",
             "pyramid": f"{slide['width']}×{slide['height']} px, {slide['levels']} levels, "
             f"{slide['tileCount']} tiles",
+            "source": f"{slide['source']['format']}" if slide.get("source") else "unknown",
             "dziUrl": slide["dziUrl"],
+            "iiifUrl": slide.get("iiifUrl") or "none (the pyramid is not IIIF-aligned)",
             "viewerUrl": slide["viewerUrl"],
         },
     )
