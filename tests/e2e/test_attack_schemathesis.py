@@ -42,6 +42,10 @@ include-name = "GET /v1/telemetry/sessions"
 checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "401"]
 
 [[operations]]
+include-name = "GET /v1/jobs"
+checks.positive_data_acceptance.expected-statuses = ["2XX", "400", "401"]
+
+[[operations]]
 include-name = "GET /v1/events"
 parameters = {{ "query.wait" = 0 }}
 """

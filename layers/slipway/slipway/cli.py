@@ -178,6 +178,40 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+JOB_COLUMNS = ("jobId", "type", "status", "attemptCount", "uploadId", "createdAt", "error")
+
+
+def _job_cell(job: dict[str, Any], column: str) -> str:
+    value = job.get(column)
+    if column == "attemptCount":
+        return f"{value}/{job['maxAttempts']}"
+    if column == "error":
+        return value["code"] if value else ""
+    return "" if value is None else str(value)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    client = _client()
+    if args.action in ("retry", "cancel"):
+        act = client.retry_job if args.action == "retry" else client.cancel_job
+        print(json.dumps(act(args.id), indent=2))
+        return 0
+    rows, cursor = [], None
+    while True:  # every page: the CLI shows the whole list
+        page = client.jobs(
+            status=args.status, job_type=args.type, upload_id=args.upload, limit=100, cursor=cursor
+        )
+        rows += [[_job_cell(j, c) for c in JOB_COLUMNS] for j in page["jobs"]]
+        cursor = page["next"]
+        if not cursor:
+            break
+    header = ["ID", "TYPE", "STATUS", "ATTEMPTS", "UPLOAD", "CREATED", "ERROR"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     client = _client(scopes=("events:read",))
     since = args.since
@@ -272,6 +306,19 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show an upload, job or session")
     st.add_argument("id")
     st.set_defaults(run=cmd_status)
+
+    jb = sub.add_parser("jobs", help="list, retry or cancel your jobs")
+    jb_sub = jb.add_subparsers(dest="action", required=True)
+    jl = jb_sub.add_parser("ls", help="your jobs, newest first")
+    jl.add_argument("--status", choices=["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"])
+    jl.add_argument("--type", help="e.g. tile or parse")
+    jl.add_argument("--upload", metavar="UPLOAD_ID", help="only this upload's jobs")
+    for action, text in (
+        ("retry", "re-queue a FAILED or CANCELLED job"),
+        ("cancel", "cancel a QUEUED job"),
+    ):
+        jb_sub.add_parser(action, help=text).add_argument("id")
+    jb.set_defaults(run=cmd_jobs)
 
     ev = sub.add_parser("events", help="print the event log (JSON lines)")
     ev.add_argument("--since", type=int, default=0)

@@ -199,6 +199,34 @@ class Client:
     def job(self, job_id: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/jobs/{job_id}"))
 
+    def jobs(
+        self,
+        *,
+        status: str | None = None,
+        job_type: str | None = None,
+        upload_id: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the caller's jobs, newest first: {"jobs": [...], "next"}."""
+        return dict(
+            self.call(
+                "GET",
+                "/v1/jobs",
+                status=status,
+                type=job_type,
+                uploadId=upload_id,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def retry_job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/jobs/{job_id}/retry"))
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.call("POST", f"/v1/jobs/{job_id}/cancel"))
+
     def slide(self, upload_id: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/v1/slides/{upload_id}"))
 

@@ -7,12 +7,13 @@ re-sent by the sweeper, a duplicate finds nothing to claim. docs/jobs.md has the
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -125,6 +126,54 @@ def get(job_id: UUID, owner: str | None = None) -> Job:
     if row is None or (owner is not None and row["owner"] != owner):
         raise errors.not_found("job")
     return Job.from_row(row)
+
+
+def _cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _after(cursor: str | None) -> tuple[datetime | None, UUID | None]:
+    """The (created_at, id) a cursor from `list_for_owner` names; 400 for any other text."""
+    if not cursor:
+        return None, None
+    try:
+        created_text, id_text = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        created = datetime.fromisoformat(created_text)
+        if created.tzinfo is None:
+            raise ValueError("a cursor's time has an offset")
+        return created.astimezone(UTC), UUID(id_text)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise errors.bad_request("cursor is not one this API returned") from exc
+
+
+def list_for_owner(
+    owner: str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    status: str | None = None,
+    job_type: str | None = None,
+    upload_id: UUID | None = None,
+) -> dict[str, Any]:
+    """A page of the owner's jobs, newest first; `next` is the cursor of the page after."""
+    after_created, after_id = _after(cursor)
+    params = {
+        "owner": owner,
+        "status": status,
+        "type": job_type,
+        "upload_id": upload_id,
+        "after_created": after_created,
+        "after_id": after_id,
+        "limit": limit + 1,
+    }
+    with db.connect() as conn:
+        rows = [Job.from_row(r) for r in conn.execute(SQL["list_for_owner"], params)]
+    page = rows[:limit]
+    return {
+        "jobs": [j.to_api() for j in page],
+        "next": _cursor(page[-1]) if len(rows) > limit else None,
+    }
 
 
 def for_upload(conn: db.Connection, upload_id: UUID) -> list[Job]:
@@ -294,6 +343,35 @@ def cancel(job_id: UUID, owner: str) -> Job:
             *_terminal_events(job, "CANCELLED", message),
         )
     return get(job_id)
+
+
+RETRYABLE = ("FAILED", "CANCELLED")
+
+
+def retry(job_id: UUID, owner: str) -> Job:
+    """Re-queue a FAILED or CANCELLED job with a fresh attempt budget, due now."""
+    with db.transaction() as conn:
+        row = conn.execute(SQL["lock"], {"id": job_id}).fetchone()
+        if row is None or row["owner"] != owner:
+            raise errors.not_found("job")
+        job = Job.from_row(row)
+        if job.status not in RETRYABLE:
+            raise errors.conflict(
+                Code.JOB_NOT_RETRYABLE,
+                f"only a FAILED or CANCELLED job can be retried; this one is {job.status}",
+            )
+        requeued = NewEvent(
+            "v1.job.requeued",
+            "job",
+            job.id,
+            {"by": owner, "previousStatus": job.status, "previousError": job.error},
+        )
+        store = DbStore(conn, known=[("jobs", row)])
+        record(conn, f"user:{owner}", requeued, store=store)
+        projected = store.get("jobs", job.id)
+        assert projected is not None
+    signal([job.type])
+    return Job.from_row(projected)  # as re-queued: a worker may already have claimed it
 
 
 def due_types() -> list[str]:

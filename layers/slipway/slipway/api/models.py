@@ -157,6 +157,14 @@ class JobView(BaseModel):
     finishedAt: str | None
 
 
+JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+
+
+class JobPage(BaseModel):
+    jobs: list[JobView]
+    next: str | None
+
+
 class Channel(BaseModel):
     name: str | None
     bitsPerSample: int | None

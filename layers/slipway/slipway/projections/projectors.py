@@ -295,6 +295,28 @@ def _job_cancelled(s: Store, e: Event) -> None:
     )
 
 
+@projects("v1.job.requeued")
+def _job_requeued(s: Store, e: Event) -> None:
+    # Retried by its owner: a fresh attempt budget, due now, the last run's traces cleared.
+    job = _require(s, "jobs", e.subject_id)
+    s.put(
+        "jobs",
+        job
+        | {
+            "status": "QUEUED",
+            **_UNLOCKED,
+            "attempt_count": 0,
+            "last_error_code": None,
+            "last_error_message": None,
+            "next_retry_at": None,
+            "started_at": None,
+            "finished_at": None,
+            "progress": None,
+            **_touch(e),
+        },
+    )
+
+
 # slides ------------------------------------------------------------------------------
 
 

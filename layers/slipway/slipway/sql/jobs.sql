@@ -34,3 +34,15 @@ SET lease_expires_at = now() + make_interval(secs => %(lease)s),
 WHERE id = %(id)s AND status = 'RUNNING' AND locked_by = %(worker)s
   AND attempt_count = %(attempt)s
 RETURNING id;
+
+-- name: list_for_owner
+-- Newest first; the cursor is the last row's (created_at, id), so pages never overlap.
+SELECT * FROM jobs
+WHERE owner = %(owner)s
+  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(type)s::text IS NULL OR type = %(type)s::text)
+  AND (%(upload_id)s::uuid IS NULL OR upload_id = %(upload_id)s::uuid)
+  AND (%(after_created)s::timestamptz IS NULL
+       OR (created_at, id) < (%(after_created)s::timestamptz, %(after_id)s::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
