@@ -7,13 +7,12 @@ re-sent by the sweeper, a duplicate finds nothing to claim. docs/jobs.md has the
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -21,7 +20,7 @@ from uuid import UUID, uuid4
 import boto3
 from psycopg.types.json import Jsonb
 
-from slipway import db, errors, queries
+from slipway import cursors, db, errors, queries
 from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent, rfc3339
@@ -128,25 +127,6 @@ def get(job_id: UUID, owner: str | None = None) -> Job:
     return Job.from_row(row)
 
 
-def _cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at.isoformat(), str(job.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _after(cursor: str | None) -> tuple[datetime | None, UUID | None]:
-    """The (created_at, id) a cursor from `list_for_owner` names; 400 for any other text."""
-    if not cursor:
-        return None, None
-    try:
-        created_text, id_text = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        created = datetime.fromisoformat(created_text)
-        if created.tzinfo is None:
-            raise ValueError("a cursor's time has an offset")
-        return created.astimezone(UTC), UUID(id_text)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise errors.bad_request("cursor is not one this API returned") from exc
-
-
 def list_for_owner(
     owner: str,
     *,
@@ -157,7 +137,7 @@ def list_for_owner(
     upload_id: UUID | None = None,
 ) -> dict[str, Any]:
     """A page of the owner's jobs, newest first; `next` is the cursor of the page after."""
-    after_created, after_id = _after(cursor)
+    after_created, after_id = cursors.decode(cursor)
     params = {
         "owner": owner,
         "status": status,
@@ -172,7 +152,7 @@ def list_for_owner(
     page = rows[:limit]
     return {
         "jobs": [j.to_api() for j in page],
-        "next": _cursor(page[-1]) if len(rows) > limit else None,
+        "next": cursors.encode(page[-1].created_at, page[-1].id) if len(rows) > limit else None,
     }
 
 

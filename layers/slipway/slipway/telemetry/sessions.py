@@ -3,14 +3,12 @@ reading sessions back for the API. No pyarrow here (the API imports this)."""
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from slipway import db, errors, jobs, queries, storage
+from slipway import cursors, db, errors, jobs, queries, storage
 from slipway.config import settings
 from slipway.errors import Code
 from slipway.events import NewEvent, rfc3339
@@ -119,23 +117,8 @@ def get(session_id: UUID, owner: str) -> dict[str, Any]:
         return _to_api(conn, row)
 
 
-def _cursor(row: Mapping[str, Any]) -> str:
-    raw = json.dumps([row["created_at"].isoformat(), str(row["id"])]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
 def list_for_owner(owner: str, limit: int, cursor: str | None) -> dict[str, Any]:
-    after_created: datetime | None = None
-    after_id: UUID | None = None
-    if cursor:
-        try:
-            created_text, id_text = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-            created = datetime.fromisoformat(created_text)
-            if created.tzinfo is None:
-                raise ValueError("a cursor's time has an offset")
-            after_created, after_id = created.astimezone(UTC), UUID(id_text)
-        except (ValueError, TypeError, OverflowError) as exc:
-            raise errors.bad_request("cursor is not one this API returned") from exc
+    after_created, after_id = cursors.decode(cursor)
     with db.connect() as conn:
         rows = conn.execute(
             SQL["list_for_owner"],
@@ -147,4 +130,8 @@ def list_for_owner(owner: str, limit: int, cursor: str | None) -> dict[str, Any]
             },
         ).fetchall()
         page = [_to_api(conn, r) for r in rows[:limit]]
-    return {"sessions": page, "next": _cursor(rows[limit - 1]) if len(rows) > limit else None}
+    last = rows[limit - 1] if len(rows) > limit else None
+    return {
+        "sessions": page,
+        "next": cursors.encode(last["created_at"], last["id"]) if last else None,
+    }
