@@ -94,7 +94,7 @@ e2e: deps
 	$(PY) -m pytest tests/e2e
 
 bench: up ## speed and memory against the references (bench/README.md)
-	for b in upload events queue tile parse linescan coldstart; do $(PY) bench/$$b.py || exit 1; done
+	for b in upload events queue tile tile_formats parse linescan coldstart; do $(PY) bench/$$b.py || exit 1; done
 
 clean: down
 	rm -rf $(VENV) .slipway .aws-sam viewer/node_modules .mypy_cache .pytest_cache .ruff_cache

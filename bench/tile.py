@@ -3,6 +3,8 @@ the tiles bucket as they come — vs plain pyvips dzsave of the same file to loc
 Ratio: Slipway's Mpx/s / dzsave's (goal ≥ 0.8); also peak RSS (goal ≤ 1 GiB) and PUTs.
 
 Usage: python bench/tile.py [side_px]   (the stack must be up: make up)
+Per slide format (SVS JPEG, SVS JPEG 2000, OME-TIFF), vs vips and openslide's
+DeepZoomGenerator: bench/tile_formats.py.
 """
 
 from __future__ import annotations
