@@ -19,7 +19,11 @@ SAM_VENV  := .slipway/sam-venv
 SAM_LOCK  := infra/sam-requirements.lock
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM       := PATH="$(abspath $(SAM_VENV))/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
-ASSETS    := layers/slipway/slipway/static/openseadragon/openseadragon.min.js
+# The pages' npm assets: OpenSeadragon (the viewer), Uppy bundled by esbuild (the upload page)
+OSD       := layers/slipway/slipway/static/openseadragon/openseadragon.min.js
+UPPY      := layers/slipway/slipway/static/uppy/uppy.min.js
+ASSETS    := $(OSD) $(UPPY)
+NPM_STAMP := viewer/node_modules/.installed
 LOCAL     := $(PY) -m slipway_local
 
 .PHONY: run up down status test lint typecheck unit integration e2e bench clean deps system-deps viewer-assets package
@@ -61,14 +65,22 @@ $(SAM_STAMP): $(SAM_LOCK)
 
 viewer-assets: $(ASSETS)
 
-$(ASSETS): viewer/package.json viewer/package-lock.json
-	@command -v npm >/dev/null || { echo "npm is needed for the slide viewer: apt-get install nodejs npm"; exit 1; }
+$(NPM_STAMP): viewer/package.json viewer/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the viewer and upload pages: apt-get install nodejs npm"; exit 1; }
 	npm ci --prefix viewer --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# the same lock, the same esbuild: the same bytes (viewer/uppy.js names what is bundled)
+$(UPPY): $(NPM_STAMP) viewer/uppy.js
+	viewer/node_modules/.bin/esbuild viewer/uppy.js --bundle --format=esm --minify \
+	  --target=es2022 --legal-comments=eof --log-level=warning --outfile=$@
+
+$(OSD): $(NPM_STAMP)
 	mkdir -p $(dir $@)
 	cp viewer/node_modules/openseadragon/build/openseadragon/openseadragon.min.js $(dir $@)
 	cp -r viewer/node_modules/openseadragon/build/openseadragon/images $(dir $@)
 
-system-deps: ## Chromium for the viewer test (Debian packages; as root only)
+system-deps: ## Chromium for the viewer and upload page tests (Debian packages; as root only)
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: the viewer test needs Chromium: sudo apt-get install chromium"; fi; }
@@ -94,7 +106,7 @@ e2e: deps
 	$(PY) -m pytest tests/e2e
 
 bench: up ## speed and memory against the references (bench/README.md)
-	for b in upload events queue tile tile_formats parse linescan coldstart; do $(PY) bench/$$b.py || exit 1; done
+	for b in upload events queue tile tile_formats tile_fanout parse linescan coldstart; do $(PY) bench/$$b.py || exit 1; done
 
 clean: down
 	rm -rf $(VENV) .slipway .aws-sam viewer/node_modules .mypy_cache .pytest_cache .ruff_cache

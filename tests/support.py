@@ -29,6 +29,11 @@ TUNING = {
     "SLIPWAY_MULTIPART_THRESHOLD": str(8 * MiB),
     "SLIPWAY_MAX_IMAGE_PIXELS": str(400_000_000),
     "SLIPWAY_JOB_LEASE_SECONDS": "10",
+    # fan-out (tests/integration/test_tile_fanout.py): TIFF slides over 20 Mpx (no other
+    # test's) tile as regions of about 6 Mpx, aligned to 4 tiles
+    "SLIPWAY_TILE_FANOUT_PIXELS": str(20_000_000),
+    "SLIPWAY_TILE_REGION_PIXELS": str(6_000_000),
+    "SLIPWAY_TILE_REGION_DEPTH": "2",
 }
 
 

@@ -6,14 +6,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from slipway import logs
+from slipway import logs, tracing
 from slipway.api import linescan
 from slipway.api.http import resolver
 
 logger = logs.setup("linescan")
+tracer = tracing.setup("linescan")
 app = resolver(linescan.routes())
 
 
-@logger.inject_lambda_context
+@logs.entry(logger, tracer)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -6,16 +6,17 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from slipway import logs
+from slipway import logs, tracing
 from slipway.api import events
 from slipway.api.http import resolver
 from slipway.config import settings
 
 logger = logs.setup("project")
+tracer = tracing.setup("project")
 app = resolver(events.routes())
 
 
-@logger.inject_lambda_context
+@logs.entry(logger, tracer)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if "requestContext" in event:
         return app.resolve(event, context)

@@ -5,11 +5,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from slipway import logs, sweeper
+from slipway import logs, sweeper, tracing
 
 logger = logs.setup("sweeper")
+tracer = tracing.setup("sweeper")
 
 
-@logger.inject_lambda_context
+@logs.entry(logger, tracer)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return sweeper.run().__dict__

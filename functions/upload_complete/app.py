@@ -15,11 +15,12 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from slipway import logs, messages, uploads
+from slipway import logs, messages, tracing, uploads
 from slipway.api import uploads as upload_routes
 from slipway.api.http import resolver
 
 logger = logs.setup("upload_complete")
+tracer = tracing.setup("upload_complete")
 app = resolver(upload_routes.routes())
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -30,7 +31,7 @@ on_message = messages.consumer(
 )
 
 
-@logger.inject_lambda_context
+@logs.entry(logger, tracer)
 def handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     if "requestContext" in event:  # the HTTP route
         return app.resolve(event, context)

@@ -14,7 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slipway_local.processes import StackError, alive, start_detached, stop, wait_for_http
+from slipway_local.processes import (
+    StackError,
+    alive,
+    start_detached,
+    start_seconds,
+    stop,
+    wait_for_http,
+)
 
 HERE = Path(__file__).resolve().parent.parent  # localstack/
 LOCK = HERE / "requirements.lock"
@@ -115,7 +122,7 @@ class LocalStack:
         )
         wait_for_http(
             f"{self.endpoint}/_localstack/init/ready",
-            timeout=120,
+            timeout=start_seconds(),
             pid_file=self.pid_file,
             log=self.log,
             expect=b'"completed": true',

@@ -224,14 +224,15 @@ class _Handler(BaseHTTPRequestHandler):
                 {"message": "Service Unavailable" if status == 503 else "Internal Server Error"},
             )
             return
-        self._reply(reply)
+        self._reply(reply, event["requestContext"]["requestId"])
         log.debug("%s %s in %.0f ms", self.command, path, (time.monotonic() - started) * 1000)
 
-    def _reply(self, reply: Any) -> None:
+    def _reply(self, reply: Any, request_id: str) -> None:
         if not isinstance(reply, dict) or "statusCode" not in reply:
             self._json(200, reply)  # payload 2.0 infers a 200 JSON reply
             return
         headers = {str(k): str(v) for k, v in (reply.get("headers") or {}).items()}
+        headers["apigw-requestid"] = request_id  # as API Gateway adds: the correlation id
         for key, values in (reply.get("multiValueHeaders") or {}).items():
             headers[key] = ",".join(map(str, values))
         raw = reply.get("body") or ""

@@ -68,6 +68,12 @@ def stop(pid_file: Path, timeout: float = 20) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def start_seconds() -> float:
+    """How long a service may take to start: long, since a busy host (CI, parallel test
+    sessions) starts LocalStack slowly; SLIPWAY_LOCAL_START_SECONDS overrides it."""
+    return float(os.environ.get("SLIPWAY_LOCAL_START_SECONDS") or 300)
+
+
 def wait_for_http(
     url: str, *, timeout: float, pid_file: Path, log: Path, expect: bytes = b""
 ) -> None:
@@ -77,7 +83,9 @@ def wait_for_http(
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise StackError(f"{url} died while starting; last log lines:\n{tail}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as reply:  # noqa: S310 (loopback)
+            # a loaded host answers slowly: each try may take up to 10 s of what is left
+            wait = min(10.0, max(deadline - time.monotonic(), 0.5))
+            with urllib.request.urlopen(url, timeout=wait) as reply:  # noqa: S310 (loopback)
                 if expect in reply.read():
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):

@@ -112,6 +112,7 @@ class Stack:
             {
                 "DatabaseUrl": self.database_url,
                 "JwtSecret": self.config.jwt_secret,
+                "TileConcurrency": "4",  # two cores: AWS's 100 pollers would only queue here
             },
             self.localstack.endpoint,
         )
@@ -120,6 +121,7 @@ class Stack:
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SLIPWAY_", "AWS_"))},
             "SLIPWAY_ENV": "local",  # the functions may then run with the published secret
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here (slipway.tracing)
             **self.config.tuning,
             "AWS_ENDPOINT_URL": self.localstack.endpoint,
             "AWS_ACCESS_KEY_ID": "test",
@@ -198,7 +200,7 @@ class Stack:
             )
         processes.wait_for_http(
             f"{self.api_url}/v1/health",
-            timeout=120,
+            timeout=processes.start_seconds(),
             pid_file=self.serve_pid,
             log=self.serve_log,
             expect=b'"ok"',

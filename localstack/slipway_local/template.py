@@ -27,8 +27,8 @@ def _tag(name: str) -> Any:
             value = loader.construct_sequence(node, deep=True)
         else:
             value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-        if name == "Ref":
-            return {"Ref": value}
+        if name in ("Ref", "Condition"):
+            return {name: value}
         if name == "GetAtt" and isinstance(value, str):
             value = value.split(".", 1)
         return {f"Fn::{name}": value}
@@ -46,6 +46,9 @@ for _name in (
     "If",
     "Equals",
     "Not",
+    "And",
+    "Or",
+    "Condition",
     "FindInMap",
     "ImportValue",
     "Base64",
@@ -229,7 +232,7 @@ class Template:
         sources = []
         for fn, p in self._events("SQS"):
             logical = p["Queue"]["Fn::GetAtt"][0]
-            concurrency = int(p.get("ScalingConfig", {}).get("MaximumConcurrency", 2))
+            concurrency = int(self.resolve(p.get("ScalingConfig", {}).get("MaximumConcurrency", 2)))
             sources.append(QueueSource(fn, logical, int(p.get("BatchSize", 10)), concurrency))
         return sources
 

@@ -90,7 +90,7 @@ def attack(api: str, bearer: str) -> Outcome:
 def test_schemathesis_finds_no_server_error_and_no_contract_violation(
     api: str, stack: dict[str, str]
 ) -> None:
-    outcome = attack(api, token("schemathesis", "events:read"))
+    outcome = attack(api, token("schemathesis", "events:read", "ops:read", "ops:write"))
     assert outcome.cases > 500, f"too few cases to mean anything: {outcome.cases}"
     assert not outcome.errors, "\n".join(outcome.errors[:10])
     assert not outcome.failures, f"{len(outcome.failures)} failures:\n" + "\n".join(

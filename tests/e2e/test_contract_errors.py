@@ -35,6 +35,9 @@ PROTECTED: list[tuple[str, str]] = [
     ("GET", f"/v1/line-scans/{NOBODY}/tiles/{NOBODY}"),
     ("GET", f"/v1/line-scans/{NOBODY}"),
     ("GET", "/v1/events"),
+    ("GET", "/v1/ops/stats"),
+    ("GET", f"/v1/ops/jobs/{NOBODY}"),
+    ("POST", f"/v1/ops/jobs/{NOBODY}/retry"),
 ]
 
 

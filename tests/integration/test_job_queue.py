@@ -223,7 +223,7 @@ def test_a_worker_that_lost_its_lease_cannot_record_an_outcome(on_scratch_db: st
     assert jobs.succeed(fast, "fast") is True
 
 
-def test_only_queued_jobs_of_your_own_can_be_cancelled(on_scratch_db: str) -> None:
+def test_only_queued_or_running_jobs_of_your_own_can_be_cancelled(on_scratch_db: str) -> None:
     queued_id, running_id = enqueue(["ok", "ok"])
     running = jobs.claim(TYPE, "w1")
     assert running is not None
@@ -233,9 +233,14 @@ def test_only_queued_jobs_of_your_own_can_be_cancelled(on_scratch_db: str) -> No
         jobs.cancel(target, "someone-else")
     assert caught.value.status == 404
     assert jobs.cancel(target, "tester").status == "CANCELLED"
-    with pytest.raises(SlipwayError) as caught:
-        jobs.cancel(other, "tester")
-    assert caught.value.status == 409
+    asked = jobs.cancel(other, "tester")  # running: it stops at its next checkpoint
+    assert asked.status == "RUNNING" and asked.cancel_requested_at is not None
+    assert jobs.succeed(running, "w1") is False
+    assert jobs.get(other).status == "CANCELLED"
+    for ended in (target, other):
+        with pytest.raises(SlipwayError) as caught:
+            jobs.cancel(ended, "tester")
+        assert caught.value.status == 409
     with pytest.raises(SlipwayError):
         jobs.cancel(uuid4(), "tester")
 

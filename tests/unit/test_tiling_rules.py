@@ -90,6 +90,7 @@ def default_limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The default pixel limits, whatever this process was started with."""
     monkeypatch.delenv("SLIPWAY_MAX_IMAGE_PIXELS", raising=False)
     monkeypatch.delenv("SLIPWAY_MAX_PIXELS_PER_BYTE", raising=False)
+    monkeypatch.delenv("SLIPWAY_MAX_SINGLE_PASS_PIXELS", raising=False)
     config.settings.cache_clear()
     yield
     config.settings.cache_clear()
@@ -99,7 +100,8 @@ def default_limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ("width", "height", "size", "ok"),
     [
         (100_000, 200_000, 2_500_000_000, True),  # a big JPEG slide, 8 px/byte
-        (100_000, 200_000 + 1, 2_500_000_000, False),  # over the pixel budget
+        (400_000, 400_000, 20 * 2**30, True),  # a 20 GiB slide of 160 Gpx (fanned out)
+        (500_000, 500_000 + 1, 20 * 2**30, False),  # over the pixel budget (250 Gpx)
         (40_000, 40_000, 1_600_000, True),  # 1,000 px/byte: the limit itself
         (40_000, 40_000, 1_599_999, False),  # a 1-bit PNG bomb is ~8,000 px/byte
         (10_000, 10_000, 67, True),  # small images are tiled whatever their bytes
@@ -114,6 +116,13 @@ def test_pixels_are_bounded_by_the_budget_and_by_the_bytes(
     with pytest.raises(SlipwayError) as caught:
         tiling.check_pixels(width, height, size)
     assert caught.value.code == Code.IMAGE_TOO_LARGE and caught.value.permanent
+
+
+def test_an_image_that_is_not_fanned_out_has_a_single_pass_limit(default_limits: None) -> None:
+    tiling.check_single_pass(100_000, 200_000)
+    with pytest.raises(SlipwayError) as caught:
+        tiling.check_single_pass(100_000, 200_001)
+    assert caught.value.code == Code.IMAGE_TOO_LARGE and "one pass" in caught.value.message
 
 
 def test_the_pixels_per_byte_limit_is_configurable(

@@ -26,6 +26,8 @@ from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 
 EVENTS_READ = "events:read"
+OPS_READ = "ops:read"  # the operator's figures and any owner's job (docs/operations.md)
+OPS_WRITE = "ops:write"  # retry any owner's job
 # The local stack's default secret: published in the README, so accepted only there.
 LOCAL_DEVELOPMENT_SECRET = "slipway-local-development-secret-not-for-production"  # noqa: S105
 MIN_SECRET_BYTES = 32
@@ -45,6 +47,12 @@ class InsecureSecret(RuntimeError):
 
 def unauthorized(message: str) -> SlipwayError:
     return SlipwayError(Code.UNAUTHORIZED, message, status=401)
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    """A known caller without the scope a route needs: 403 (the route is not theirs)."""
+    if scope not in principal.scopes:
+        raise SlipwayError(Code.FORBIDDEN, f"the token lacks the {scope} scope", status=403)
 
 
 def check_secrets() -> None:

@@ -1,7 +1,8 @@
 """The `slipway` command.
 
 Client commands (the public API only): `upload`, `status`, `events`, `token`.
-Operator commands (the database directly): `migrate`, `replay`, `verify`.
+Operator commands (the database directly): `migrate`, `replay`, `verify`, `stats`; and
+`dlq redrive` (the queues, with the AWS credentials of the environment).
 
 Settings come from the environment: SLIPWAY_API_URL and SLIPWAY_TOKEN (or, for the local
 stack, SLIPWAY_JWT_SECRET to mint a token), DATABASE_URL for operator commands; when a
@@ -212,6 +213,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """One JSON line per dead-letter queue: its sources, counts and what was moved."""
+    from slipway import dlq
+
+    queues = dlq.dead_letter_queues() if args.dry_run else dlq.redrive(args.method, args.timeout)
+    for queue in queues:
+        print(json.dumps(queue.summary()))
+    return EXIT_FAILED if any(q.left for q in queues) else 0
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     client = _client(scopes=("events:read",))
     since = args.since
@@ -261,6 +272,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"replayed {stats.events} events in {stats.seconds:.2f} s ({rate:,.0f}/s) into "
         f"schema {args.schema}: " + ", ".join(f"{t} {n}" for t, n in stats.rows.items())
     )
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from slipway import stats
+
+    if not 1 <= args.hours <= stats.MAX_HOURS:
+        print(f"error: --hours must be between 1 and {stats.MAX_HOURS}", file=sys.stderr)
+        return EXIT_ERROR
+    with _database() as conn:
+        figures = stats.snapshot(conn, args.hours)
+    print(json.dumps(figures, indent=2) if args.json else stats.as_text(figures))
     return 0
 
 
@@ -315,10 +338,23 @@ def parser() -> argparse.ArgumentParser:
     jl.add_argument("--upload", metavar="UPLOAD_ID", help="only this upload's jobs")
     for action, text in (
         ("retry", "re-queue a FAILED or CANCELLED job"),
-        ("cancel", "cancel a QUEUED job"),
+        ("cancel", "cancel a job (a RUNNING one stops at its next checkpoint)"),
     ):
         jb_sub.add_parser(action, help=text).add_argument("id")
     jb.set_defaults(run=cmd_jobs)
+
+    dq = sub.add_parser("dlq", help="dead-letter queues: counts, redrive")
+    dq_sub = dq.add_subparsers(dest="action", required=True)
+    rd = dq_sub.add_parser("redrive", help="move dead letters back to their source queues")
+    rd.add_argument("--dry-run", action="store_true", help="only list each DLQ and its count")
+    rd.add_argument(
+        "--method",
+        choices=["move-task", "copy"],
+        default="move-task",
+        help="SQS StartMessageMoveTask (default; copy if unsupported) or receive/send/delete",
+    )
+    rd.add_argument("--timeout", type=float, default=300, help="give up after this (seconds)")
+    dq.set_defaults(run=cmd_dlq)
 
     ev = sub.add_parser("events", help="print the event log (JSON lines)")
     ev.add_argument("--since", type=int, default=0)
@@ -352,6 +388,15 @@ def parser() -> argparse.ArgumentParser:
     )
     vf.add_argument("--sample", type=int, metavar="N", help="with --blobs: only N of them")
     vf.set_defaults(run=cmd_verify)
+
+    sa = sub.add_parser(
+        "stats", help="queues, throughput, failures by code, slowest jobs, uploads (all owners)"
+    )
+    sa.add_argument("--json", action="store_true", help="the figures as GET /v1/ops/stats has them")
+    sa.add_argument(
+        "--hours", type=int, default=24, help="window of failures, slowest jobs, uploads (1-168)"
+    )
+    sa.set_defaults(run=cmd_stats)
     return top
 
 

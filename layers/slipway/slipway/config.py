@@ -38,13 +38,20 @@ class Settings:
     orphan_grace_seconds: int = 3600
     viewer_ttl_seconds: int = 12 * 3600
     job_lease_seconds: int = 120
+    job_cancel_poll_seconds: float = 5.0  # a running job looks this often for a cancel
     backoff_base_seconds: float = 5.0
     notification_grace_seconds: int = 60
     blob_audit_sample: int = 20  # blobs re-hashed by each hourly check
-    max_image_pixels: int = 100_000 * 200_000
+    max_image_pixels: int = 500_000 * 500_000  # a 20 GiB JPEG slide is 100–170 Gpx
+    max_single_pass_pixels: int = 100_000 * 200_000  # an image that is not fanned out
     max_pixels_per_byte: int = 1000
     max_decoded_bytes: int = 4 * GiB  # a slide tifffile/OpenSlide decodes into memory
     max_local_copy_bytes: int = 2 * GiB  # a slide whose reader needs a file path (DICOM)
+    # fan-out (docs/tiling.md#fan-out): slides over this many pixels tile as regions of
+    # about tile_region_pixels each, one job per region, on the tile queue
+    tile_fanout_pixels: int = 4_000_000_000
+    tile_region_pixels: int = 2_000_000_000
+    tile_region_depth: int | None = None  # levels per region - 1; None: from the region size
 
 
 @cache
@@ -54,6 +61,8 @@ def settings() -> Settings:
         job_type: url
         for job_type, url in (
             ("tile", env.get("SLIPWAY_TILE_QUEUE_URL")),
+            ("tile_region", env.get("SLIPWAY_TILE_QUEUE_URL")),  # a fanned-out slide's parts
+            ("tile_finish", env.get("SLIPWAY_TILE_QUEUE_URL")),
             ("parse", env.get("SLIPWAY_PARSE_QUEUE_URL")),
         )
         if url
@@ -80,11 +89,16 @@ def settings() -> Settings:
         orphan_grace_seconds=_int("SLIPWAY_ORPHAN_GRACE_SECONDS", 3600),
         viewer_ttl_seconds=_int("SLIPWAY_VIEWER_TTL_SECONDS", 12 * 3600),
         job_lease_seconds=_int("SLIPWAY_JOB_LEASE_SECONDS", 120),
+        job_cancel_poll_seconds=float(env.get("SLIPWAY_JOB_CANCEL_POLL_SECONDS") or 5.0),
         backoff_base_seconds=float(env.get("SLIPWAY_BACKOFF_BASE_SECONDS") or 5.0),
         notification_grace_seconds=_int("SLIPWAY_NOTIFICATION_GRACE_SECONDS", 60),
         blob_audit_sample=_int("SLIPWAY_BLOB_AUDIT_SAMPLE", 20),
-        max_image_pixels=_int("SLIPWAY_MAX_IMAGE_PIXELS", 100_000 * 200_000),
+        max_image_pixels=_int("SLIPWAY_MAX_IMAGE_PIXELS", 500_000 * 500_000),
+        max_single_pass_pixels=_int("SLIPWAY_MAX_SINGLE_PASS_PIXELS", 100_000 * 200_000),
         max_pixels_per_byte=_int("SLIPWAY_MAX_PIXELS_PER_BYTE", 1000),
         max_decoded_bytes=_int("SLIPWAY_MAX_DECODED_BYTES", 4 * GiB),
         max_local_copy_bytes=_int("SLIPWAY_MAX_LOCAL_COPY_BYTES", 2 * GiB),
+        tile_fanout_pixels=_int("SLIPWAY_TILE_FANOUT_PIXELS", 4_000_000_000),
+        tile_region_pixels=_int("SLIPWAY_TILE_REGION_PIXELS", 2_000_000_000),
+        tile_region_depth=_int("SLIPWAY_TILE_REGION_DEPTH", 0) or None,
     )

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import cbor2
 
-from slipway import queries
+from slipway import metrics, queries
 from slipway.db import Connection
 from slipway.digests import blake3_digest
 
@@ -218,6 +218,7 @@ def append(conn: Connection, actor: str, *new_events: NewEvent) -> list[Event]:
                 "event_digest": e.event_digest,
             },
         )
+    metrics.events_appended(new_events)
     return appended
 
 
@@ -244,6 +245,7 @@ def wait_for(conn: Connection, since: int, limit: int, wait_seconds: float) -> l
                 pass
     finally:
         conn.execute(f"UNLISTEN {CHANNEL}")
+        metrics.long_poll("events", time.monotonic() - deadline + wait_seconds)
 
 
 @dataclass(frozen=True)

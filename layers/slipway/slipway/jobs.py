@@ -11,7 +11,7 @@ import json
 import logging
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 import boto3
 from psycopg.types.json import Jsonb
 
-from slipway import cursors, db, errors, queries
+from slipway import cursors, db, errors, logs, metrics, queries
 from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent, rfc3339
@@ -35,6 +35,7 @@ DEFAULT_MAX_ATTEMPTS = 3
 BACKOFF_CAP_SECONDS = 900.0  # also SQS's longest message delay
 # What a job says about an unexpected failure (worker.public_error); the details are logged.
 TRANSIENT_MESSAGE = "the attempt failed unexpectedly; the details are in the worker's log"
+FANOUT_TYPES = ("tile", "tile_region", "tile_finish")  # slipway.fanout's hooks
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     progress: dict[str, Any] | None
+    cancel_requested_at: datetime | None = None  # RUNNING, asked to stop (request_cancel)
+    cancel_requested_by: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -82,7 +85,7 @@ class Job:
             "jobId": str(self.id),
             "uploadId": str(self.upload_id) if self.upload_id else None,
             "type": self.type,
-            "status": self.status,
+            "status": "RUNNING" if self.status == "WAITING" else self.status,  # fan-out
             "attemptCount": self.attempt_count,
             "maxAttempts": self.max_attempts,
             "error": self.error,
@@ -92,7 +95,15 @@ class Job:
             "finishedAt": ts(self.finished_at),
             "nextRetryAt": ts(self.next_retry_at),
             "progress": self.progress,
+            "cancelRequestedAt": ts(self.cancel_requested_at),
+            # what ties the job to the request that caused it (docs/operations.md)
+            "correlationId": self._text("correlationId"),
+            "traceId": self._text("traceId"),
         }
+
+    def _text(self, key: str) -> str | None:
+        value = self.payload.get(key)
+        return value if isinstance(value, str) else None
 
 
 def queued(
@@ -103,20 +114,20 @@ def queued(
     *,
     job_id: UUID | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    parent_id: UUID | None = None,
 ) -> NewEvent:
-    """The event that enqueues a job; record it in the transaction of its cause."""
-    return NewEvent(
-        "v1.job.queued",
-        "job",
-        job_id or uuid4(),
-        {
-            "type": job_type,
-            "owner": owner,
-            "uploadId": str(upload_id) if upload_id else None,
-            "payload": dict(payload),
-            "maxAttempts": max_attempts,
-        },
-    )
+    """The event that enqueues a job; record it in the transaction of its cause. A child
+    job (a fanned-out slide's region: slipway.fanout) names its parent."""
+    body: dict[str, Any] = {
+        "type": job_type,
+        "owner": owner,
+        "uploadId": str(upload_id) if upload_id else None,
+        "payload": logs.correlation() | dict(payload),  # the worker logs under its id
+        "maxAttempts": max_attempts,
+    }
+    if parent_id is not None:
+        body["parentId"] = str(parent_id)
+    return NewEvent("v1.job.queued", "job", job_id or uuid4(), body)
 
 
 def get(job_id: UUID, owner: str | None = None) -> Job:
@@ -160,8 +171,15 @@ def for_upload(conn: db.Connection, upload_id: UUID) -> list[Job]:
     return [Job.from_row(r) for r in conn.execute(SQL["for_upload"], {"upload_id": upload_id})]
 
 
-def _terminal_events(job: Job, code: str, message: str) -> list[NewEvent]:
-    """What else ends with the job when it fails or is cancelled for good."""
+def _terminal_events(
+    job: Job, code: str, message: str, conn: db.Connection | None = None
+) -> list[NewEvent]:
+    """What else ends with the job when it fails or is cancelled for good (with `conn`,
+    the fan-out's cascade too: slipway.fanout.on_end)."""
+    if conn is not None and job.type in FANOUT_TYPES:
+        from slipway import fanout
+
+        return fanout.on_end(conn, job, code, message)
     if job.type == "parse":
         return [
             NewEvent(
@@ -188,6 +206,10 @@ def claim(job_type: str, worker: str, lease_seconds: int | None = None) -> Job |
                 return None
             job = Job.from_row(row)
             reclaimed = job.status == "RUNNING"
+            if reclaimed and job.cancel_requested_at is not None:  # its worker died
+                stopped = _cancelled_events(job, conn, stop="lease_expired")
+                record(conn, f"worker:{worker}", *stopped)
+                continue
             if reclaimed and job.attempt_count >= job.max_attempts:
                 message = f"the worker of attempt {job.attempt_count} stopped renewing its lease"
                 record(
@@ -199,8 +221,9 @@ def claim(job_type: str, worker: str, lease_seconds: int | None = None) -> Job |
                         job.id,
                         {"code": Code.WORKER_LOST.value, "message": message},
                     ),
-                    *_terminal_events(job, Code.WORKER_LOST.value, message),
+                    *_terminal_events(job, Code.WORKER_LOST.value, message, conn),
                 )
+                metrics.job_attempt_failed(job.type, "FAILED", Code.WORKER_LOST.value)
                 continue
             store = DbStore(conn, known=[("jobs", row)])  # locked by the claim itself
             claimed = NewEvent(
@@ -231,13 +254,20 @@ def _lock_own(conn: db.Connection, job: Job, worker: str) -> DbStore | None:
     return DbStore(conn, known=[("jobs", row)])
 
 
-def heartbeat(
+@dataclass(frozen=True)
+class Beat:
+    """What a running attempt learns from a heartbeat (`renew`) or a `watch`."""
+
+    cancel_requested: bool
+
+
+def renew(
     job: Job,
     worker: str,
     lease_seconds: int | None = None,
     progress: Mapping[str, Any] | None = None,
-) -> bool:
-    """Extend the lease (and report progress); False if the job is no longer this worker's.
+) -> Beat | None:
+    """Extend the lease (and report progress); None if the job is no longer this worker's.
     A plain row update, no event: only status changes go into the log."""
     lease = lease_seconds or settings().job_lease_seconds
     params = {
@@ -248,18 +278,55 @@ def heartbeat(
         "progress": Jsonb(dict(progress)) if progress else None,
     }
     with db.transaction() as conn:
-        return conn.execute(SQL["heartbeat"], params).fetchone() is not None
+        row = conn.execute(SQL["heartbeat"], params).fetchone()
+    return None if row is None else Beat(row["cancel_requested_at"] is not None)
+
+
+def heartbeat(
+    job: Job,
+    worker: str,
+    lease_seconds: int | None = None,
+    progress: Mapping[str, Any] | None = None,
+) -> bool:
+    """`renew`: False if the job is no longer this worker's."""
+    return renew(job, worker, lease_seconds, progress) is not None
+
+
+def watch(job: Job, worker: str) -> Beat | None:
+    """Between beats, a read: None if the job is no longer this worker's."""
+    params = {"id": job.id, "worker": worker, "attempt": job.attempt_count}
+    with db.connect() as conn:
+        row = conn.execute(SQL["watch"], params).fetchone()
+    return None if row is None else Beat(row["cancel_requested_at"] is not None)
 
 
 def succeed(job: Job, worker: str, results: Iterable[NewEvent] = ()) -> bool:
-    """Mark the job SUCCEEDED together with its results; False if the lease was lost."""
+    """Mark the job SUCCEEDED together with its results; False if the lease was lost, or
+    if a cancel was requested meanwhile: then the job ends CANCELLED, its results unused."""
     with db.transaction() as conn:
         store = _lock_own(conn, job, worker)
         if store is None:
             return False
+        current = Job.from_row(store.get("jobs", job.id) or {})
+        if current.cancel_requested_at is not None:
+            record(conn, f"worker:{worker}", *_cancelled_events(current, conn), store=store)
+            return False
+        results = list(results)
         done = NewEvent("v1.job.succeeded", "job", job.id, {"worker": worker})
-        record(conn, f"worker:{worker}", *results, done, store=store)
-        return True
+        # a tile job that fanned out ends WAITING, not SUCCEEDED (its children are queued)
+        waits = any(e.event_type == "v1.job.waiting" and e.subject_id == job.id for e in results)
+        woken = [e.payload["type"] for e in results if e.event_type == "v1.job.queued"]
+        record(conn, f"worker:{worker}", *results, *([] if waits else [done]), store=store)
+        if job.type in FANOUT_TYPES:
+            from slipway import fanout
+
+            after, more = fanout.after_success(conn, current, worker)
+            woken += more
+            if after:
+                record(conn, f"worker:{worker}", *after)
+    for job_type in woken:  # a message per queued child: as many workers wake (fan-out)
+        signal([job_type])
+    return True
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -279,6 +346,9 @@ def fail(job: Job, worker: str, error: SlipwayError) -> str | None:
         if store is None:
             return None
         current = Job.from_row(store.get("jobs", job.id) or {})
+        if current.cancel_requested_at is not None:  # asked to stop: no retry, cancelled
+            record(conn, f"worker:{worker}", *_cancelled_events(current, conn), store=store)
+            return "CANCELLED"
         if not error.permanent and current.attempt_count < current.max_attempts:
             delay = backoff_seconds(current.attempt_count)
             retry = NewEvent(
@@ -295,44 +365,99 @@ def fail(job: Job, worker: str, error: SlipwayError) -> str | None:
                 conn,
                 f"worker:{worker}",
                 failed,
-                *_terminal_events(current, code, message),
+                *_terminal_events(current, code, message, conn),
                 store=store,
             )
             status = "FAILED"
+    metrics.job_attempt_failed(job.type, status, code)
     if status == "QUEUED":
         signal([job.type], delay_seconds=int(delay) + 1)
     return status
 
 
+# cancelling (docs/jobs.md#cancelling-a-running-job) --------------------------------------
+
+CANCELLABLE = ("QUEUED", "RUNNING")
+
+
+def _cancelled_events(job: Job, conn: db.Connection | None = None, **how: Any) -> list[NewEvent]:
+    """`v1.job.cancelled` and what ends with the job. A running job's cancel is recorded
+    by its worker once it stopped (`stop: checkpoint`), or by the claim that found its
+    lease expired (`stop: lease_expired`); `by` is whoever asked."""
+    by = job.cancel_requested_by or job.owner
+    payload: dict[str, Any] = {"by": by}
+    if job.status == "RUNNING":
+        payload |= {"attempt": job.attempt_count, "stop": how.get("stop", "checkpoint")}
+    return [
+        NewEvent("v1.job.cancelled", "job", job.id, payload),
+        *_terminal_events(job, "CANCELLED", f"cancelled by {by}", conn),
+    ]
+
+
+def request_cancel(
+    conn: db.Connection, job_id: UUID, by: str, *, actor: str | None = None, strict: bool = True
+) -> Job:
+    """Cancel one job by id, in the caller's transaction (its row locked): a QUEUED job is
+    CANCELLED at once; a RUNNING one gets `v1.job.cancel_requested` (once), and its worker
+    stops at its next checkpoint and records `v1.job.cancelled` itself. An ended job is
+    `409 JOB_NOT_CANCELLABLE`, or with `strict=False` returned as it is (a cascade skips
+    it). Returns the job as it is now: CANCELLED, or RUNNING with `cancel_requested_at`."""
+    row = conn.execute(SQL["lock"], {"id": job_id}).fetchone()
+    if row is None:
+        raise errors.not_found("job")
+    job = Job.from_row(row)
+    if job.status in ("QUEUED", "WAITING"):  # WAITING: a fanned-out tile job (fanout)
+        events = _cancelled_events(replace(job, cancel_requested_by=by), conn)
+    elif job.status == "RUNNING" and job.cancel_requested_at is None:
+        asked = {"by": by, "attempt": job.attempt_count}
+        events = [NewEvent("v1.job.cancel_requested", "job", job.id, asked)]
+    elif job.status == "RUNNING":  # asked already: the first request stands
+        return job
+    elif strict:
+        raise errors.conflict(
+            Code.JOB_NOT_CANCELLABLE,
+            f"only a QUEUED or RUNNING job can be cancelled; this one is {job.status}",
+        )
+    else:
+        return job
+    store = DbStore(conn, known=[("jobs", row)])
+    record(conn, actor or f"user:{by}", *events, store=store)
+    projected = store.get("jobs", job.id)
+    assert projected is not None
+    return Job.from_row(projected)
+
+
 def cancel(job_id: UUID, owner: str) -> Job:
+    """The owner's cancel (`POST /v1/jobs/{id}/cancel`): `request_cancel` on their job."""
     with db.transaction() as conn:
-        row = conn.execute(SQL["lock"], {"id": job_id}).fetchone()
+        row = conn.execute(SQL["get"], {"id": job_id}).fetchone()
         if row is None or row["owner"] != owner:
             raise errors.not_found("job")
-        job = Job.from_row(row)
-        if job.status != "QUEUED":
-            raise errors.conflict(
-                Code.JOB_NOT_CANCELLABLE,
-                f"only a QUEUED job can be cancelled; this one is {job.status}",
-            )
-        message = f"cancelled by {owner}"
-        record(
-            conn,
-            f"user:{owner}",
-            NewEvent("v1.job.cancelled", "job", job.id, {"by": owner}),
-            *_terminal_events(job, "CANCELLED", message),
-        )
-    return get(job_id)
+        return request_cancel(conn, job_id, owner)
+
+
+def record_cancelled(job: Job, worker: str) -> bool:
+    """The worker's side: it stopped at a checkpoint after a cancel was requested; the job
+    ends CANCELLED (while this worker still holds it). False if the lease was lost."""
+    with db.transaction() as conn:
+        store = _lock_own(conn, job, worker)
+        if store is None:
+            return False
+        current = Job.from_row(store.get("jobs", job.id) or {})
+        record(conn, f"worker:{worker}", *_cancelled_events(current, conn), store=store)
+        return True
 
 
 RETRYABLE = ("FAILED", "CANCELLED")
 
 
-def retry(job_id: UUID, owner: str) -> Job:
-    """Re-queue a FAILED or CANCELLED job with a fresh attempt budget, due now."""
+def retry(job_id: UUID, owner: str, *, operator: bool = False) -> Job:
+    """Re-queue a FAILED or CANCELLED job with a fresh attempt budget, due now. With
+    `operator` (an ops:write token), `owner` is the operator, who may retry any owner's
+    job; the log names them `operator:<sub>`."""
     with db.transaction() as conn:
         row = conn.execute(SQL["lock"], {"id": job_id}).fetchone()
-        if row is None or row["owner"] != owner:
+        if row is None or (row["owner"] != owner and not operator):
             raise errors.not_found("job")
         job = Job.from_row(row)
         if job.status not in RETRYABLE:
@@ -347,7 +472,7 @@ def retry(job_id: UUID, owner: str) -> Job:
             {"by": owner, "previousStatus": job.status, "previousError": job.error},
         )
         store = DbStore(conn, known=[("jobs", row)])
-        record(conn, f"user:{owner}", requeued, store=store)
+        record(conn, f"{'operator' if operator else 'user'}:{owner}", requeued, store=store)
         projected = store.get("jobs", job.id)
         assert projected is not None
     signal([job.type])

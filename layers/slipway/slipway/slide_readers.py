@@ -23,7 +23,9 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from typing import IO, Any, cast
 
 import numpy as np
@@ -31,7 +33,7 @@ import pyvips
 import tifffile
 from defusedxml import ElementTree as SafeET
 
-from slipway import storage
+from slipway import slide_vendors, storage
 from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 
@@ -103,6 +105,9 @@ class Slide:
 
     source: dict[str, Any]
     decode: Callable[[], pyvips.Image] | None = None
+    # level 0's rectangle (x, y, width, height) alone, reading only its tiles: set for the
+    # readers with random access (TIFF family), what a fanned-out region decodes
+    window: Callable[[int, int, int, int], pyvips.Image] | None = None
     reader: str = "libvips"  # which decodes level 0: libvips, tifffile or openslide
     error: BaseException | None = None  # what failed while libvips read a decoded stream
     associated: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
@@ -173,8 +178,11 @@ def check_decoded(shape: tuple[int, ...], dtype: Any) -> None:
 
 def read_tiff(reader: storage.RangedReader) -> Slide:
     try:
-        tif = tifffile.TiffFile(cast(IO[bytes], FileView(reader)))
-        series = tif.series[0]
+        view = cast(IO[bytes], FileView(reader))
+        ndpi = slide_vendors.ndpi_layout(slide_vendors.read_at(view), reader.size)
+        view.seek(0)
+        tif = tifffile.TiffFile(view, is_ndpi=True) if ndpi else tifffile.TiffFile(view)
+        series = slide_vendors.main_series(tif)
         level0 = series.levels[0]
         page = level0.keyframe
     except SlipwayError:
@@ -193,12 +201,13 @@ def read_tiff(reader: storage.RangedReader) -> Slide:
         if page.dtype is None or page.dtype.name not in DTYPES:
             raise SlipwayError(Code.IMAGE_UNSUPPORTED, f"TIFF samples of type {page.dtype}")
         slide = Slide(_tiff_source(tif, series), close=[tif.close])
-        slide.associated = _tiff_associated(tif)
+        slide.associated = _tiff_associated(tif, slide.source["format"])
     except BaseException:
         tif.close()
         raise
     if not _libvips_reads(tif, series, page):
         slide.decode = lambda: _decode_tiff(slide, tif, series, reader)
+        slide.window = lambda *box: _decode_tiff(slide, tif, series, reader, box)
         slide.reader = "tifffile"
     return slide
 
@@ -265,9 +274,11 @@ def _tiff_source(tif: tifffile.TiffFile, series: Any) -> dict[str, Any]:
         mpp_x, mpp_y = ome["mpp"]
         if ome["names"] and len(ome["names"]) == len(names):
             names = list(ome["names"])
-    elif kind == "hamamatsu-ndpi":
-        mag = (tif.ndpi_tags or {}).get("Magnification")
-        power = float(mag) if isinstance(mag, int | float) and mag > 0 else None
+    else:  # NDPI, Philips, Leica, Ventana: their own tags, X/YResolution where silent
+        found = slide_vendors.vendor_source(tif, kind, series)
+        mpp_x = found.get("mppX") or mpp_x
+        mpp_y = found.get("mppY") or mpp_y
+        power = found.get("objectivePower")
     height, width = _plane_shape(series.levels[0])
     return source_object(
         format=kind,
@@ -334,28 +345,47 @@ def _channel_count(series: Any) -> int:
     return int(shape[axes.index("C")]) if "C" in axes else 1
 
 
-def _tiff_associated(tif: tifffile.TiffFile) -> dict[str, np.ndarray[Any, Any]]:
+def _tiff_associated(tif: tifffile.TiffFile, kind: str) -> dict[str, np.ndarray[Any, Any]]:
+    """The label, macro and thumbnail: where the vendor keeps them
+    (slide_vendors.vendor_associated), else tifffile's series of those names (SVS, NDPI)."""
+    candidates: dict[str, Any] = slide_vendors.vendor_associated(tif, kind) or {
+        (series.name or "").lower(): series for series in reversed(tif.series[1:])
+    }
     found = {}
-    for series in tif.series[1:]:
-        name = (series.name or "").lower()
-        if name in ASSOCIATED and name not in found:
-            pixels = int(np.prod(_plane_shape(series)))
-            if pixels > ASSOCIATED_MAX_PIXELS:
-                raise SlipwayError(
-                    Code.IMAGE_TOO_LARGE,
-                    f"the {name} image has {pixels} pixels, over {ASSOCIATED_MAX_PIXELS}",
-                )
-            try:
-                found[name] = series.asarray()
-            except Exception as exc:
-                raise _unreadable(f"the {name} image is damaged", exc) from exc
+    for name, series in candidates.items():
+        if name not in ASSOCIATED:
+            continue
+        if isinstance(series, bytes):  # embedded JPEG (Philips XML)
+            found[name] = slide_vendors.decode_embedded(name, series)
+            continue
+        height, width = _plane_shape(series)
+        if height * width > ASSOCIATED_MAX_PIXELS:
+            raise SlipwayError(
+                Code.IMAGE_TOO_LARGE,
+                f"the {name} image has {height * width} pixels, over {ASSOCIATED_MAX_PIXELS}",
+            )
+        try:
+            pixels = series.asarray()
+        except Exception as exc:
+            raise _unreadable(f"the {name} image is damaged", exc) from exc
+        if pixels.ndim > 3:  # leading axes of one plane (Leica: C, Z)
+            pixels = pixels.reshape(-1, height, width, pixels.shape[-1])[0]
+        found[name] = pixels
     return found
 
 
-def _decode_tiff(slide: Slide, tif: tifffile.TiffFile, series: Any, reader: Any) -> pyvips.Image:
-    """Level 0 decoded strip by strip (one row of tiles at a time) by tifffile, rendered
-    to 8 bits, and handed to libvips as an uncompressed PNG stream: memory stays bounded by
-    a strip, whatever the slide's size. A decode error is kept on `slide.error`."""
+def _decode_tiff(
+    slide: Slide,
+    tif: tifffile.TiffFile,
+    series: Any,
+    reader: Any,
+    box: tuple[int, ...] | None = None,
+) -> pyvips.Image:
+    """Level 0 (or its rectangle `box`: x, y, width, height) decoded strip by strip (one
+    row of tiles at a time) by tifffile, rendered to 8 bits, and handed to libvips as an
+    uncompressed PNG stream: memory stays bounded by a strip, whatever the slide's size.
+    A decode error is kept on `slide.error`. The rendering of channels depends on a
+    low-resolution sample only, so every rectangle of a slide is rendered alike."""
     page = series.levels[0].keyframe
     rgb = page.photometric in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
     level0 = LevelReader(tif, series.levels[0])
@@ -370,6 +400,10 @@ def _decode_tiff(slide: Slide, tif: tifffile.TiffFile, series: Any, reader: Any)
         window = Rendering.from_sample(sample, _ome(tif)["colours"] if tif.is_ome else [])
     render = Rendering(rgb=True, bits=page.bitspersample) if rgb else window
     assert render is not None
+    if box is not None:
+        x, y, width, height = box
+        strips = (render(strip) for strip in level0.window(x, y, width, height))
+        return png_stream(slide, reader, strips, width, height)
     strips = (render(strip) for strip in level0.strips())
     return png_stream(slide, reader, strips, level0.width, level0.height)
 
@@ -385,6 +419,11 @@ def _guarded(reader: Any, work: Callable[[], Any]) -> Any:
         if reader.error is not None:
             raise reader.error from exc
         raise _unreadable("the slide's pixels are damaged", exc) from exc
+
+
+@cache
+def _decoders() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="decode")
 
 
 class LevelReader:
@@ -408,6 +447,7 @@ class LevelReader:
         self.width, self.height = int(key.imagewidth), int(key.imagelength)
         self.channels = len(self.pages) * int(key.samplesperpixel)
         self.rows = int(key.tilelength if key.is_tiled else min(key.rowsperstrip, self.height))
+        self.cols = int(key.tilewidth if key.is_tiled else self.width)
         self.per_pass = -(-64 // self.rows)  # chunk rows per strip: at least 64 image rows
         self.chunked = key.chunked
         self.separate = key.planarconfig == tifffile.PLANARCONFIG.SEPARATE and (
@@ -427,29 +467,53 @@ class LevelReader:
         for first in range(0, self.chunk_rows, self.per_pass):
             yield self.strip(first, min(self.per_pass, self.chunk_rows - first))
 
+    def window(self, x: int, y: int, width: int, height: int) -> Iterator[np.ndarray[Any, Any]]:
+        """The rectangle's rows, a strip at a time, from only the tiles it touches."""
+        c0, c1 = x // self.cols, -(-(x + width) // self.cols)
+        r0, r1 = y // self.rows, -(-(y + height) // self.rows)
+        left = x - c0 * self.cols
+        for first in range(r0, r1, self.per_pass):
+            count = min(self.per_pass, r1 - first)
+            strip = self.strip(first, count, (c0, c1))
+            top = first * self.rows
+            lo, hi = max(y, top) - top, min(y + height, top + strip.shape[0]) - top
+            yield strip[lo:hi, left : left + width]
+
     def sample(self, most: int = 16) -> np.ndarray[Any, Any]:
         """Up to `most` strips spread over the level (all of a small one)."""
         step = max(1, self.chunk_rows // most)
         return np.concatenate([self.strip(r, 1) for r in range(0, self.chunk_rows, step)])
 
-    def strip(self, first: int, count: int) -> np.ndarray[Any, Any]:
+    def strip(
+        self, first: int, count: int, columns: tuple[int, int] | None = None
+    ) -> np.ndarray[Any, Any]:
+        """Chunk rows first … first + count, of chunk columns `columns` (all by default)."""
         top = first * self.rows
         rows = min(count * self.rows, self.height - top)
-        parts = [self._page_strip(page, first, count, top, rows) for page in self.pages]
+        parts = [self._page_strip(page, first, count, top, rows, columns) for page in self.pages]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
     def _page_strip(
-        self, page: Any, first: int, count: int, top: int, rows: int
+        self,
+        page: Any,
+        first: int,
+        count: int,
+        top: int,
+        rows: int,
+        columns: tuple[int, int] | None,
     ) -> np.ndarray[Any, Any]:
         key = self.key
         separate = int(key.samplesperpixel) if self.separate else 1
         contig = 1 if self.separate else int(key.samplesperpixel)
-        out = np.full((separate, rows, self.width, contig), key.nodata, key.dtype)
         across = self.chunked[-2] if contig > 1 else self.chunked[-1]
+        c0, c1 = columns or (0, across)
+        left = c0 * self.cols
+        width = min(c1 * self.cols, self.width) - left
+        out = np.full((separate, rows, width, contig), key.nodata, key.dtype)
         indices = []
         for s in range(separate):
             for r in range(first, first + count):
-                for c in range(across):
+                for c in range(c0, c1):
                     position = [s] if self.separate else []
                     position += [0] if key.imagedepth > 1 else []
                     position += [r, c] + ([0] if contig > 1 else [])
@@ -463,13 +527,14 @@ class LevelReader:
             indices=indices,
             lock=self.fh.lock,
         )
-        for data, index in segments:
-            segment, (s, _, y, x, _), _ = key.decode(data, index, **args)
+        # the codecs release the GIL: a row of tiles decodes on every core
+        decoded = _decoders().map(lambda pair: key.decode(*pair, **args), segments)
+        for segment, (s, _, y, x, _), _ in decoded:
             if segment is None:
                 continue  # an empty (sparse) tile: nodata, as the format says
-            y -= top
-            height, width = min(segment.shape[1], rows - y), min(segment.shape[2], self.width - x)
-            out[s, y : y + height, x : x + width] = segment[0, :height, :width]
+            y, x = y - top, x - left
+            h, w = min(segment.shape[1], rows - y), min(segment.shape[2], width - x)
+            out[s, y : y + h, x : x + w] = segment[0, :h, :w]
         return np.moveaxis(out[..., 0], 0, -1) if self.separate else out[0]
 
 

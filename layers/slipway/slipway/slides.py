@@ -34,7 +34,7 @@ def _status_and_error(upload: uploads.Upload, job: jobs.Job | None) -> tuple[str
         return "FAILED", {"code": "CANCELLED", "message": "the tile job was cancelled"}
     if job.status == "FAILED":
         return "FAILED", job.error
-    return job.status, None
+    return job.to_api()["status"], None  # a fanned-out tile job WAITING is RUNNING
 
 
 def load_slide(

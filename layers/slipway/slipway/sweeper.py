@@ -6,7 +6,9 @@
   their multipart upload is aborted);
 - objects nothing references (incoming leftovers, unrecorded blobs, stray multipart
   uploads) are deleted after a grace period; blobs are scanned a page per run;
-- due jobs are signalled again (a lost or failed wake-up).
+- due jobs are signalled again (a lost or failed wake-up);
+- the queues are measured: due and running jobs and the oldest due job's wait per type
+  (metrics QueueDepth, JobsRunning, OldestQueuedJobAge; what `slipway stats` prints).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from slipway import blobs, db, jobs, queries, storage, uploads
+from slipway import blobs, db, jobs, metrics, queries, stats, storage, uploads
 from slipway.config import settings
 from slipway.errors import Code
 
@@ -130,11 +132,24 @@ def delete_orphans(report: Report) -> None:
     _delete_unrecorded_blobs(report, cutoff)
 
 
+def measure_queues() -> None:
+    """The queue's figures as metrics, every job type (zero when it has no job)."""
+    with db.connect() as conn:
+        rows = {r["type"]: r for r in conn.execute(stats.SQL["queues"]).fetchall()}
+    now = datetime.now(UTC)
+    for job_type in sorted(set(settings().job_queue_urls) | set(rows)):
+        row = rows.get(job_type) or {"due": 0, "running": 0, "oldest_due_since": None}
+        since = row["oldest_due_since"]
+        age = max((now - since).total_seconds(), 0.0) if since else 0.0
+        metrics.queue(job_type, row["due"], age, row["running"])
+
+
 def run() -> Report:
     report = Report()
     check_pending(report)
     delete_orphans(report)
     report.signalled = sorted(jobs.due_types())
     jobs.signal(report.signalled)
+    measure_queues()
     log.info("sweep done", extra={"report": report.__dict__})
     return report

@@ -101,8 +101,12 @@ class Writer:
     """Receives dzsave's ZIP stream; subclasses store the tiles. `write` is pyvips'
     on_write: it returns -1 (which stops dzsave) once storing failed or the lease is lost."""
 
-    def __init__(self, bucket: str, prefix: str, lease: Lease) -> None:
+    def __init__(
+        self, bucket: str, prefix: str, lease: Lease, rename: Rename | None = None
+    ) -> None:
         self.bucket, self.prefix, self.lease = bucket, prefix, lease
+        self.rename = rename
+        self.on_tile: Callable[[str, bytes], None] | None = None  # sees each stored tile
         self.descriptor: bytes | None = None
         self.tiles = 0
         self.error: BaseException | None = None
@@ -118,9 +122,16 @@ class Writer:
         if name.endswith(".dzi"):
             self.descriptor = data
         elif "/vips-properties" not in name:
+            tile: str | None = name.removeprefix(f"{DZI_NAME}_files/")
+            if self.rename is not None and tile is not None:
+                tile = self.rename(tile)
+            if tile is None:
+                return  # a level this writer does not keep (a fanned-out region's)
             self.tiles += 1
             self.lease.progress["tiles"] = self.tiles
-            self.store_tile(name.removeprefix(f"{DZI_NAME}_files/"), data, offset)
+            if self.on_tile is not None:
+                self.on_tile(tile, data)
+            self.store_tile(tile, data, offset)
 
     def store_tile(self, name: str, data: bytes, offset: int) -> None:
         raise NotImplementedError
@@ -148,15 +159,17 @@ class Writer:
         tgt.on_end(lambda: 0)
         return tgt
 
-    def finish(self) -> None:
-        """Wait for the tiles, then write what makes the pyramid visible."""
+    def finish(self, descriptor: bool = True) -> None:
+        """Wait for the tiles, then write what makes the pyramid visible (a fanned-out
+        region's writer writes no descriptor: `descriptor=False`)."""
         self.drain()
         if self.error is not None:
             raise self.error
         if self.descriptor is None:
             raise RuntimeError("dzsave produced no .dzi descriptor")
         self.seal()
-        storage.put_bytes(self.bucket, dzi_key(self.prefix), self.descriptor, "application/xml")
+        if descriptor:
+            storage.put_bytes(self.bucket, dzi_key(self.prefix), self.descriptor, "application/xml")
 
     def drain(self) -> None:
         raise NotImplementedError
@@ -220,9 +233,12 @@ class ArchiveWriter(Writer):
     """The whole ZIP stream as one object (uploaded in parts as dzsave writes), plus an
     index of every tile's byte range."""
 
-    def __init__(self, bucket: str, prefix: str, lease: Lease) -> None:
-        super().__init__(bucket, prefix, lease)
+    def __init__(
+        self, bucket: str, prefix: str, lease: Lease, rename: Rename | None = None
+    ) -> None:
+        super().__init__(bucket, prefix, lease, rename)
         self.index: dict[str, list[int]] = {}
+        self.index_extra: dict[str, Any] = {}  # more for the index (a fanned-out slide's)
         self._archive = storage.ObjectWriter(bucket, archive_key(prefix), "application/zip")
         self._sealed = False
 
@@ -239,13 +255,19 @@ class ArchiveWriter(Writer):
         self._archive.close()
         self._sealed = True
         index = gzip.compress(
-            json.dumps({"archive": self._archive.key, "tiles": self.index}).encode(), mtime=0
+            json.dumps(
+                {"archive": self._archive.key, "tiles": self.index, **self.index_extra}
+            ).encode(),
+            mtime=0,
         )
         storage.put_bytes(self.bucket, index_key(self.prefix), index, "application/gzip")
 
     def abandon(self) -> None:
         if not self._sealed:  # a completed upload has nothing to abort
             self._archive.abort()
+
+
+Rename = Callable[[str], str | None]  # a tile's 'level/col_row.ext' as stored, or None: drop
 
 
 def writer(layout: str, bucket: str, prefix: str, lease: Lease) -> Writer:
@@ -256,17 +278,50 @@ def writer(layout: str, bucket: str, prefix: str, lease: Lease) -> Writer:
     )
 
 
+def _load_index(bucket: str, key: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(gzip.decompress(storage.read_bytes(bucket, key)))
+    return data
+
+
+@lru_cache(maxsize=64)
+def read_index(bucket: str, key: str) -> dict[str, Any]:
+    """A fanned-out region's archive index (immutable once written, so cached)."""
+    return _load_index(bucket, key)
+
+
 @lru_cache(maxsize=16)
 def _index(bucket: str, prefix: str) -> dict[str, Any]:
-    """A slide's archive index (immutable once written, so cached per process)."""
-    data: dict[str, Any] = json.loads(
-        gzip.decompress(storage.read_bytes(bucket, index_key(prefix)))
-    )
-    return data
+    """A slide's archive index."""
+    return _load_index(bucket, index_key(prefix))
+
+
+def region_index(index: dict[str, Any], level: int, name: str) -> str | None:
+    """For a fanned-out slide's index (docs/tiling.md#fan-out): the index key of the
+    region that holds tile `level`/`name` if the regions' levels hold it, else None (the
+    top levels are in this index itself). Regions are rectangles of level 0 aligned to
+    2**depth tiles, so the tile's top-left pixel names its region."""
+    regions = index.get("regions")
+    if not regions:
+        return None
+    below_top = index["levels"] - 1 - level  # 0 at full size
+    if below_top > index["depth"]:
+        return None
+    col, _, row = name.partition(".")[0].partition("_")
+    if not (col.isdigit() and row.isdigit()):
+        return None
+    span = index["tileSize"] << below_top
+    x, y = int(col) * span, int(row) * span
+    for region in regions:
+        if 0 <= x - region["x"] < region["width"] and 0 <= y - region["y"] < region["height"]:
+            return str(region["index"])
+    return None
 
 
 def read_archived_tile(bucket: str, prefix: str, level: int, name: str) -> bytes | None:
     index = _index(bucket, prefix)
+    held_by = region_index(index, level, name)
+    if held_by is not None:
+        index = read_index(bucket, held_by)
     where = index["tiles"].get(f"{level}/{name}")
     if where is None:
         return None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyvips
 
-from slipway import slide_readers, storage, tilestore, uploads
+from slipway import slide_readers, slide_vendors, storage, tilestore, uploads
 from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent
@@ -117,9 +117,11 @@ def open_slide(source: storage.RangedReader, size: int) -> slide_readers.Slide:
         raise SlipwayError(Code.IMAGE_UNREADABLE, "the file is empty")
     kind = sniff(head)
     if kind is None:
+        part_of = slide_vendors.multi_file_format(head, slide_readers.FileView(source))
         raise SlipwayError(
             Code.IMAGE_UNSUPPORTED,
-            f"not a JPEG, PNG, TIFF, DICOM or WebP image (it starts with 0x{head[:8].hex()})",
+            part_of
+            or f"not a JPEG, PNG, TIFF, DICOM or WebP image (it starts with 0x{head[:8].hex()})",
         )
     if kind == "dicom":
         return slide_readers.read_dicom(source, size)
@@ -128,6 +130,7 @@ def open_slide(source: storage.RangedReader, size: int) -> slide_readers.Slide:
         source.seek(0)
         if slide.decode is None:
             slide.decode = lambda: open_image(source, kind)
+            slide.window = lambda x, y, w, h: open_image(source, kind, "random").crop(x, y, w, h)
         return slide
     image = open_image(source, kind)
     return slide_readers.Slide(
@@ -146,11 +149,11 @@ def open_slide(source: storage.RangedReader, size: int) -> slide_readers.Slide:
     )
 
 
-def open_image(source: storage.RangedReader, kind: str) -> pyvips.Image:
+def open_image(source: storage.RangedReader, kind: str, access: str = "sequential") -> pyvips.Image:
     """The source's image through libvips, its header read and no pixel decoded."""
     try:
         image = pyvips.Image.new_from_source(
-            pyvips_source(source), "", access="sequential", fail_on="error"
+            pyvips_source(source), "", access=access, fail_on="error"
         )
     except pyvips.Error as exc:
         if source.error is not None:
@@ -208,33 +211,11 @@ def tile(
         slide = open_slide(source, size)
         width, height = slide.source["width"], slide.source["height"]
         check_pixels(width, height, size)
+        check_single_pass(width, height)
         assert slide.decode is not None
         image = _displayable(slide.decode())
         width, height = image.width, image.height
-        lease.check()
-        try:
-            image.dzsave_target(
-                writer.target(),
-                basename=tilestore.DZI_NAME,
-                container="zip",
-                compression=0,
-                tile_size=options.tile_size,
-                overlap=options.overlap,
-                suffix=options.suffix,
-                skip_blanks=options.skip_blanks,
-            )
-        except pyvips.Error as exc:
-            lease.check()
-            if writer.error is not None:
-                raise writer.error from exc
-            if source.error is not None:
-                raise source.error from exc
-            if slide.error is not None:  # a decode error in the reader feeding libvips
-                raise slide.error from exc
-            raise SlipwayError(
-                Code.IMAGE_UNREADABLE, f"the image is damaged: {_first_line(exc)}"
-            ) from exc
-        lease.check()
+        dzsave(image, writer, source, slide, lease, options)
         associated = store_associated(out_bucket, prefix, slide.associated, stored)
         writer.finish()
     except BaseException:
@@ -259,6 +240,53 @@ def tile(
         "source": slide.source,
         "associated": associated,
     }
+
+
+def check_single_pass(width: int, height: int) -> None:
+    """IMAGE_TOO_LARGE for an image over what one function tiles in one pass (one that is
+    not fanned out: a sequential format, docs/tiling.md#fan-out)."""
+    limit = settings().max_single_pass_pixels
+    if width * height > limit:
+        raise SlipwayError(
+            Code.IMAGE_TOO_LARGE,
+            f"{width}×{height} pixels is over the limit of {limit} for an image tiled in "
+            f"one pass (only tiled TIFF-family slides are split into regions)",
+        )
+
+
+def dzsave(
+    image: pyvips.Image,
+    writer: tilestore.Writer,
+    source: storage.RangedReader,
+    slide: slide_readers.Slide,
+    lease: Lease,
+    options: TileOptions,
+) -> None:
+    """dzsave `image` into `writer`'s stream; a failure raised as what caused it."""
+    lease.check()
+    try:
+        image.dzsave_target(
+            writer.target(),
+            basename=tilestore.DZI_NAME,
+            container="zip",
+            compression=0,
+            tile_size=options.tile_size,
+            overlap=options.overlap,
+            suffix=options.suffix,
+            skip_blanks=options.skip_blanks,
+        )
+    except pyvips.Error as exc:
+        lease.check()
+        if writer.error is not None:
+            raise writer.error from exc
+        if source.error is not None:
+            raise source.error from exc
+        if slide.error is not None:  # a decode error in the reader feeding libvips
+            raise slide.error from exc
+        raise SlipwayError(
+            Code.IMAGE_UNREADABLE, f"the image is damaged: {_first_line(exc)}"
+        ) from exc
+    lease.check()
 
 
 def associated_key(prefix: str, name: str, extension: str) -> str:
@@ -302,6 +330,16 @@ def run_job(job: Job, lease: Lease) -> list[NewEvent]:
     """The tile job: the upload's content-addressed object → DZI in the tiles bucket."""
     upload = uploads.ready_for(job.upload_id, "tile")
     s = settings()
+    options = TileOptions.from_env()
+    from slipway import fanout, regions  # the fan-out of slides over the threshold
+
+    layout = regions.plan_for(s.data_bucket, upload.blob_key, upload.size, options)
+    if layout is not None:
+        log.info(
+            "slide fanned out",
+            extra={"upload_id": str(upload.id), "regions": len(layout.regions)},
+        )
+        return fanout.fan_out(job, layout, lease.worker)
     result = tile(
         s.data_bucket,
         upload.blob_key,
@@ -311,7 +349,7 @@ def run_job(job: Job, lease: Lease) -> list[NewEvent]:
             s.tiles_bucket, storage.slide_prefix(upload.id), job.id, job.attempt_count
         ),
         lease,
-        TileOptions.from_env(),
+        options,
     )
     log.info(
         "slide tiled",

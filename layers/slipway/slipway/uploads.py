@@ -26,8 +26,9 @@ from urllib.parse import unquote_plus
 from uuid import UUID, uuid4
 
 import boto3
+import cbor2
 
-from slipway import blobs, db, digests, errors, jobs, queries, storage
+from slipway import blobs, db, digests, errors, jobs, logs, metrics, queries, storage, tracing
 from slipway.config import MiB, settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent, rfc3339
@@ -254,9 +255,12 @@ def create(owner: str, new: NewUpload) -> dict[str, Any]:
                     "partCount": part_count,
                     "checksumParts": new.checksum_parts and multipart,
                     "expiresAt": rfc3339(datetime.now(UTC) + timedelta(seconds=lifetime)),
+                    **logs.correlation(),  # what the upload causes logs under it (logs.py)
                 },
             ),
         )
+    metrics.upload_created(new.kind)
+    tracing.annotate(upload_id=str(upload_id))
     body: dict[str, Any] = {
         "uploadId": str(upload_id),
         "state": "pending",
@@ -497,6 +501,7 @@ def _fail(upload: Upload, code: Code, message: str, actor: str) -> None:
                 "v1.upload.failed", "upload", upload.id, {"code": code.value, "message": message}
             ),
         )
+    metrics.upload_failed(upload.kind, code.value)
     log.info("upload failed", extra={"upload_id": str(upload.id), "code": code.value})
 
 
@@ -516,6 +521,14 @@ def _discard_incoming(upload: Upload) -> None:
     storage.delete_versions(settings().uploads_bucket, upload.object_key)
 
 
+def _created_under(upload_id: UUID) -> str | None:
+    """The correlation id of the request that created the upload (`v1.upload.created`)."""
+    with db.connect() as conn:
+        row = conn.execute(SQL["created_event"], {"id": upload_id}).fetchone()
+    value = cbor2.loads(bytes(row["payload"])).get("correlationId") if row else None
+    return str(value) if value else None
+
+
 def verify(upload_id: UUID, actor: str) -> Upload | None:
     """Check the stored bytes against the record and settle the upload. Safe to repeat,
     to race with itself and to run before or after the client's complete call.
@@ -533,9 +546,12 @@ def verify(upload_id: UUID, actor: str) -> Upload | None:
     if upload.state != "pending":
         _discard_incoming(upload)  # a late or repeated PUT
         return upload
+    tracing.annotate(upload_id=str(upload_id))
+    logs.adopt(lambda: _created_under(upload_id))  # a notification: the upload's request id
     with _verification_lease(upload_id) as renew:
         if renew is None:
             return None  # another verifier is on it (the sweeper retries after its lease)
+        started = time.monotonic()
         info = storage.head(s.uploads_bucket, upload.object_key)
         if info is None:
             return upload  # nothing there yet (e.g. multipart not completed)
@@ -590,6 +606,7 @@ def verify(upload_id: UUID, actor: str) -> Upload | None:
     _discard_incoming(upload)
     jobs.signal(job_types)
     log.info("upload ready", extra={"upload_id": str(upload_id), "sha256": found.sha256.hex()})
+    metrics.upload_ready(upload.kind, found.size, time.monotonic() - started)
     return load(upload_id)
 
 

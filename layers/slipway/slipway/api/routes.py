@@ -6,6 +6,18 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 
 def all_routers() -> list[APIGatewayHttpRouter]:
-    from slipway.api import events, jobs, linescan, meta, slides, telemetry, uploads
+    from slipway.api import (
+        dev_signin,
+        events,
+        jobs,
+        linescan,
+        meta,
+        ops,
+        slides,
+        telemetry,
+        upload_page,
+        uploads,
+    )
 
-    return [m.routes() for m in (uploads, jobs, slides, telemetry, linescan, events, meta)]
+    modules = (uploads, jobs, slides, telemetry, linescan, events, ops, upload_page, dev_signin)
+    return [m.routes() for m in (*modules, meta)]

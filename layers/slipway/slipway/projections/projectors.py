@@ -158,6 +158,7 @@ def _upload_failed(s: Store, e: Event) -> None:
 # jobs --------------------------------------------------------------------------------
 
 _UNLOCKED = {"locked_at": None, "locked_by": None, "lease_expires_at": None}
+_NO_CANCEL_REQUEST = {"cancel_requested_at": None, "cancel_requested_by": None}
 
 # Liveness: columns a running job's heartbeat keeps current with a plain update and no
 # event (jobs.heartbeat), so the log explains them only as of the last status change.
@@ -186,9 +187,37 @@ def _job_queued(s: Store, e: Event) -> None:
             "started_at": None,
             "finished_at": None,
             "progress": None,
+            **_NO_CANCEL_REQUEST,
+            "parent_id": _uuid(p.get("parentId")),  # a fanned-out slide's region (fanout)
+            "result": None,
             **_new(e),
         },
     )
+
+
+@projects("v1.job.waiting")
+def _job_waiting(s: Store, e: Event) -> None:
+    # A tile job that fanned out: its regions are queued, no claim takes it (fanout).
+    p = e.payload
+    job = _require(s, "jobs", e.subject_id)
+    s.put(
+        "jobs",
+        job
+        | {
+            "status": "WAITING",
+            **_UNLOCKED,
+            "progress": {"regionsDone": 0, "regions": p["regions"]},
+            "result": {"fanoutId": p["fanoutId"], "regions": p["regions"]},
+            **_touch(e),
+        },
+    )
+
+
+@projects("v1.tile.region_tiled")
+def _region_tiled(s: Store, e: Event) -> None:
+    # What a region job stored, for its slide's finish job to find (fanout).
+    job = _require(s, "jobs", e.subject_id)
+    s.put("jobs", job | {"result": dict(e.payload), **_touch(e)})
 
 
 @projects("v1.job.claimed")
@@ -295,6 +324,22 @@ def _job_cancelled(s: Store, e: Event) -> None:
     )
 
 
+@projects("v1.job.cancel_requested")
+def _job_cancel_requested(s: Store, e: Event) -> None:
+    # A running job asked to stop: still RUNNING until its worker (or, if it died, the
+    # claim that finds its lease expired) records v1.job.cancelled.
+    job = _require(s, "jobs", e.subject_id)
+    s.put(
+        "jobs",
+        job
+        | {
+            "cancel_requested_at": e.created_at,
+            "cancel_requested_by": e.payload["by"],
+            **_touch(e),
+        },
+    )
+
+
 @projects("v1.job.requeued")
 def _job_requeued(s: Store, e: Event) -> None:
     # Retried by its owner: a fresh attempt budget, due now, the last run's traces cleared.
@@ -312,6 +357,7 @@ def _job_requeued(s: Store, e: Event) -> None:
             "started_at": None,
             "finished_at": None,
             "progress": None,
+            **_NO_CANCEL_REQUEST,
             **_touch(e),
         },
     )

@@ -33,13 +33,24 @@ SET lease_expires_at = now() + make_interval(secs => %(lease)s),
     progress = coalesce(%(progress)s, progress)
 WHERE id = %(id)s AND status = 'RUNNING' AND locked_by = %(worker)s
   AND attempt_count = %(attempt)s
-RETURNING id;
+RETURNING id, cancel_requested_at;
+
+-- name: watch
+-- Between beats (worker.Lease): is this attempt still this worker's, and was it asked to
+-- stop? A read, so watching often costs no row version.
+SELECT id, cancel_requested_at FROM jobs
+WHERE id = %(id)s AND status = 'RUNNING' AND locked_by = %(worker)s
+  AND attempt_count = %(attempt)s;
 
 -- name: list_for_owner
 -- Newest first; the cursor is the last row's (created_at, id), so pages never overlap.
+-- A fanned-out slide's region and finish jobs are not listed (its tile job is), and a
+-- WAITING tile job is RUNNING to the API (docs/jobs.md#fan-out).
 SELECT * FROM jobs
 WHERE owner = %(owner)s
-  AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND parent_id IS NULL
+  AND (%(status)s::text IS NULL OR status = %(status)s::text
+       OR (%(status)s::text = 'RUNNING' AND status = 'WAITING'))
   AND (%(type)s::text IS NULL OR type = %(type)s::text)
   AND (%(upload_id)s::uuid IS NULL OR upload_id = %(upload_id)s::uuid)
   AND (%(after_created)s::timestamptz IS NULL

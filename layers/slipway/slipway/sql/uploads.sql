@@ -47,3 +47,8 @@ SELECT value FROM sweeper_state WHERE name = %(name)s;
 -- name: set_sweeper_state
 INSERT INTO sweeper_state (name, value) VALUES (%(name)s, %(value)s)
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
+
+-- name: created_event
+-- The event that created an upload: its payload names the request (correlationId).
+SELECT payload FROM events
+WHERE subject_kind = 'upload' AND subject_id = %(id)s AND event_type = 'v1.upload.created';

@@ -237,7 +237,14 @@ def run_job(job: Job, lease: Lease) -> list[NewEvent]:
     session_id = job.payload_uuid("sessionId")
     out_key = storage.stream_key(session_id, STREAM)
     sensors_key = storage.stream_key(session_id, channels.STREAM)
-    written = convert(settings().data_bucket, upload.blob_key, out_key, lease, sensors_key)
+    bucket = settings().data_bucket
+
+    def remove() -> None:  # the keys are the session's, shared by the job's attempts
+        for key in (out_key, sensors_key):
+            storage.client().delete_object(Bucket=bucket, Key=key)
+
+    lease.discard_if_ended.append(remove)  # cancelled or failed: no session Parquet left
+    written = convert(bucket, upload.blob_key, out_key, lease, sensors_key)
     log.info("telemetry parsed", extra={"upload_id": str(upload.id), "rows": written.rows})
     streams = [{"name": STREAM, "rows": written.rows, "objectKey": out_key}]
     if written.sensor_rows:
