@@ -5,10 +5,12 @@ itself (`source`), and its associated images (label, macro, thumbnail).
   pyramidal TIFF): tifffile reads the structure through ranged GETs (no local copy).
   Level 0 in a layout libvips decodes right (8-bit grey/RGB, JPEG/LZW/deflate/none) is
   left to libvips, streaming; anything else (JPEG 2000 33003/33005/34712, 16-bit,
-  multichannel fluorescence, NDPI) is decoded by tifffile + imagecodecs into memory, up to
-  SLIPWAY_MAX_DECODED_BYTES, and rendered to 8-bit sRGB for display.
+  multichannel fluorescence, NDPI) is decoded by tifffile + imagecodecs a row of tiles at
+  a time (on every core), rendered to 8-bit sRGB for display and streamed to libvips;
+  a region of a fanned-out slide reads only its own tiles (`LevelReader.window`).
 - DICOM WSI: OpenSlide, which needs a file path: a local copy on ephemeral storage up to
-  SLIPWAY_MAX_LOCAL_COPY_BYTES.
+  SLIPWAY_MAX_LOCAL_COPY_BYTES, level 0 decoded into memory up to
+  SLIPWAY_MAX_DECODED_BYTES.
 See docs/tiling.md for the measurements behind the choice.
 """
 
