@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -119,3 +120,24 @@ def settled_upload(upload_id: str, timeout: float = 60) -> Any:
         return upload if upload.state != "pending" else None
 
     return wait_for(settled, timeout=timeout, what=f"upload {upload_id} to settle")
+
+
+# Chromium as the browser tests start it (viewer, ops page, upload page): no sandbox as
+# root, and no background traffic on this machine's closed network.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium() -> str:
+    """Debian's Chromium, or a failure that says how to install it."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("this test needs Chromium: apt-get install chromium (make system-deps)")
+    return found

@@ -6,7 +6,6 @@ stays in the test's tmp_path (pytest keeps the last runs' under its basetemp).""
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,34 +17,21 @@ import pyvips
 from slipway.client import Client
 from slipway.errors import Code
 from tests.e2e.test_ops_api import failed_tile_job
-from tests.support import token
+from tests.support import CHROMIUM_FLAGS, chromium, token
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
-
-# As the viewer test (tests/e2e/test_viewer.py): no sandbox as root, no calls home.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture
 def page() -> Iterator[Page]:
     if importlib.util.find_spec("playwright") is None:
         pytest.fail("this test needs Playwright: .venv/bin/pip install -r requirements-dev.txt")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        pytest.fail("this test needs Chromium: apt-get install chromium (make system-deps)")
+    executable = chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         try:
             yield browser.new_page(viewport={"width": 1400, "height": 1000})
         finally:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,27 +28,10 @@ from playwright.sync_api import (
 )
 
 from slipway.client import Client
-from tests.support import FIXTURES, TUNING
+from tests.support import CHROMIUM_FLAGS, FIXTURES, TUNING, chromium
 
-# As the viewer test: no sandbox as root, and no background traffic on a closed network.
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PART_SIZE = int(TUNING["SLIPWAY_PART_SIZE"])
 MINUTE = 60_000  # Playwright counts milliseconds
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("this test needs Chromium: apt-get install chromium (make system-deps)")
-    return found
 
 
 @pytest.fixture
@@ -64,7 +46,7 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    launched = playwright.chromium.launch(executable_path=chromium(), args=FLAGS)
+    launched = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
     try:
         yield launched
     finally:
@@ -277,7 +259,7 @@ def test_an_upload_resumes_after_a_browser_restart_and_shows_why_it_failed(
 
     def start_browser() -> tuple[BrowserContext, Page]:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=chromium(), args=FLAGS
+            str(profile), executable_path=chromium(), args=CHROMIUM_FLAGS
         )
         page = context.pages[0] if context.pages else context.new_page()
         page.set_default_timeout(MINUTE)

@@ -4,37 +4,24 @@ pyramid, zooms in to full resolution, fetches the deepest tiles and draws them."
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import pyvips
 
 from slipway.client import Client
 from slipway_local.stack import Stack
+from tests.support import CHROMIUM_FLAGS, chromium
 
+# a headless run that prints the DOM: the page's size and time to draw its tiles
 FLAGS = [
     "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *CHROMIUM_FLAGS,
     "--hide-scrollbars",
     "--window-size=1200,800",
     "--virtual-time-budget=20000",
 ]
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not found:
-        pytest.fail("this test needs Chromium: apt-get install chromium (make system-deps)")
-    return found
 
 
 def browse(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess[str]:
