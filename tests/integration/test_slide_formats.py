@@ -15,7 +15,7 @@ import pyvips
 import requests
 import tifffile
 
-from slipway import tiling
+from slipway import slide_rendering, tiling
 from slipway.client import Client
 from slipway.errors import Code
 from tests.fixtures.slides import make_slides
@@ -189,9 +189,7 @@ def test_16_bit_fluorescence_without_colours_gets_the_default_palette(lab: Clien
 
 
 def slide_palette(count: int) -> list[tuple[int, int, int]]:
-    from slipway import slide_readers
-
-    return list(slide_readers.PALETTE[:count])
+    return list(slide_rendering.PALETTE[:count])
 
 
 def test_vendor_samples_from_openslide(lab: Client, vendor: dict[str, Path]) -> None:

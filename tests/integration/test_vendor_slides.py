@@ -147,13 +147,22 @@ def truncated(data: bytes) -> bytes:
     ("vendor", "damage"),
     [
         ("ndpi", truncated),
+        ("ndpi", lambda data: damaged_level0_tile(data, 1)),
         ("philips", truncated),
         ("philips", lambda data: damaged_level0_tile(data, 1)),
         ("scn", lambda data: damaged_level0_tile(data, 1)),
         ("bif", lambda data: damaged_level0_tile(data, 1)),
         ("bif", truncated),
     ],
-    ids=["ndpi-cut", "philips-cut", "philips-tile", "scn-tile", "bif-tile", "bif-cut"],
+    ids=[
+        "ndpi-cut",
+        "ndpi-interval",
+        "philips-cut",
+        "philips-tile",
+        "scn-tile",
+        "bif-tile",
+        "bif-cut",
+    ],
 )
 def test_a_damaged_vendor_tiff_fails_on_the_first_attempt(
     lab: Client, vendor: str, damage: Callable[[bytes], bytes]

@@ -13,7 +13,7 @@ import pytest
 import pyvips
 import tifffile
 
-from slipway import config, slide_readers, tiling
+from slipway import config, slide_readers, slide_rendering, tiling
 from slipway.errors import Code, SlipwayError
 from tests.fixtures.slides import make_slides
 
@@ -128,19 +128,19 @@ def test_each_channel_is_windowed_on_its_own_range() -> None:
     dim = np.linspace(100, 400, 200 * 100).reshape(100, 200).astype(np.uint16)
     bright = np.linspace(1000, 60000, 200 * 100).reshape(100, 200).astype(np.uint16)
     channels = np.stack([dim, bright], axis=-1)
-    shown = slide_readers.Rendering.from_sample(channels, [])(channels)
+    shown = slide_rendering.Rendering.from_sample(channels, [])(channels)
     assert shown.shape == (100, 200, 3) and shown.dtype == np.uint8
-    for c, colour in enumerate(slide_readers.PALETTE[:2]):
+    for c, colour in enumerate(slide_rendering.PALETTE[:2]):
         band = int(np.argmax(colour))
         assert shown[0, 0, band] < 5 and shown[-1, -1, band] > 250, c  # full range each
 
 
 def test_one_channel_stays_grey_and_rgb_keeps_its_balance() -> None:
     grey = np.arange(256 * 4, dtype=np.uint16).reshape(32, 32, 1)
-    shown = slide_readers.Rendering.from_sample(grey, [])(grey)
+    shown = slide_rendering.Rendering.from_sample(grey, [])(grey)
     assert shown.shape == (32, 32, 1)
     rgb = np.full((4, 4, 3), (65535, 32896, 0), np.uint16)
-    pixels = slide_readers.Rendering(rgb=True, bits=16)(rgb)
+    pixels = slide_rendering.Rendering(rgb=True, bits=16)(rgb)
     assert pixels[0, 0].tolist() == [255, 128, 0], "16-bit RGB is scaled, not windowed"
 
 

@@ -94,6 +94,14 @@ def test_a_bif_whose_tiles_overlap_is_unsupported() -> None:
     assert "overlap" in caught.value.message
 
 
+def test_a_leica_z_stack_is_unsupported_not_one_plane_silently() -> None:
+    """tifffile raises NotImplementedError for these, or lists the first plane."""
+    with pytest.raises(SlipwayError) as caught:
+        opened(make_slides.make_scn(focal_planes=3).data)
+    assert caught.value.code == Code.IMAGE_UNSUPPORTED
+    assert "z-stack (3 focal planes)" in caught.value.message
+
+
 @pytest.mark.parametrize("part", ["Slidedat.ini", "slide.zip"])
 def test_the_parts_of_a_mirax_slide_are_unsupported(part: str) -> None:
     with pytest.raises(SlipwayError) as caught:

@@ -6,11 +6,12 @@ itself (`source`), and its associated images (label, macro, thumbnail).
   Level 0 in a layout libvips decodes right (8-bit grey/RGB, JPEG/LZW/deflate/none) is
   left to libvips, streaming; anything else (JPEG 2000 33003/33005/34712, 16-bit,
   multichannel fluorescence, NDPI) is decoded by tifffile + imagecodecs a row of tiles at
-  a time (on every core), rendered to 8-bit sRGB for display and streamed to libvips;
-  a region of a fanned-out slide reads only its own tiles (`LevelReader.window`).
-- DICOM WSI: OpenSlide, which needs a file path: a local copy on ephemeral storage up to
-  SLIPWAY_MAX_LOCAL_COPY_BYTES, level 0 decoded into memory up to
-  SLIPWAY_MAX_DECODED_BYTES.
+  a time (on every core; NDPI's restart-interval JPEG strictly, by `slipway.ndpi`),
+  rendered for display and streamed to libvips (`slipway.slide_rendering`); a region of
+  a fanned-out slide reads only its own tiles (`LevelReader.window`). Vendor specifics
+  (which series is the slide, their metadata and associated images) are in
+  `slipway.slide_vendors`.
+- DICOM WSI: OpenSlide, from a local copy (`slipway.slide_dicom`).
 See docs/tiling.md for the measurements behind the choice.
 """
 
@@ -20,10 +21,6 @@ import io
 import logging
 import os
 import re
-import shutil
-import struct
-import tempfile
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,9 +32,10 @@ import pyvips
 import tifffile
 from defusedxml import ElementTree as SafeET
 
-from slipway import slide_vendors, storage
+from slipway import ndpi, slide_vendors, storage
 from slipway.config import settings
 from slipway.errors import Code, SlipwayError
+from slipway.slide_rendering import WINDOW_PIXELS, Rendering, png_stream
 
 log = logging.getLogger(__name__)
 
@@ -67,36 +65,7 @@ LIBVIPS_PHOTOMETRICS = {
 DTYPES = {"uint8", "uint16", "int16", "uint32", "float32"}
 ASSOCIATED = ("label", "macro", "thumbnail")
 ASSOCIATED_MAX_PIXELS = 50_000_000  # a macro photo of a whole slide is a few Mpx
-# fluorescence channels without an OME colour: one channel is grey, more get these
-PALETTE = (
-    (0, 0, 255),
-    (0, 255, 0),
-    (255, 0, 0),
-    (0, 255, 255),
-    (255, 0, 255),
-    (255, 255, 0),
-    (255, 255, 255),
-)
-WINDOW = (0.1, 99.9)  # percentiles per channel, from a low-resolution level
-WINDOW_PIXELS = 512 * 512  # the smallest level at least this big sets the window
 MAX_RESOLUTION_MPP = 50.0  # coarser is a screen default (72 dpi is 353 µm), not a scan
-# DICOM transfer syntaxes, as `source.compression` names them
-TRANSFER_SYNTAXES = {
-    "1.2.840.10008.1.2.1": "none",
-    "1.2.840.10008.1.2": "none",
-    "1.2.840.10008.1.2.4.50": "jpeg",
-    "1.2.840.10008.1.2.4.51": "jpeg",
-    "1.2.840.10008.1.2.4.57": "jpeg-lossless",
-    "1.2.840.10008.1.2.4.70": "jpeg-lossless",
-    "1.2.840.10008.1.2.4.80": "jpeg-ls",
-    "1.2.840.10008.1.2.4.81": "jpeg-ls",
-    "1.2.840.10008.1.2.4.90": "jpeg2000",
-    "1.2.840.10008.1.2.4.91": "jpeg2000",
-    "1.2.840.10008.1.2.4.201": "htj2k",
-    "1.2.840.10008.1.2.4.202": "htj2k",
-    "1.2.840.10008.1.2.4.203": "htj2k",
-    "1.2.840.10008.1.2.5": "rle",
-}
 UNITS_IN_UM = {"nm": 1e-3, "µm": 1.0, "um": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
@@ -189,6 +158,9 @@ def read_tiff(reader: storage.RangedReader) -> Slide:
         page = level0.keyframe
     except SlipwayError:
         raise
+    except NotImplementedError as exc:  # tifffile knows the layout and does not read it
+        message = f"a TIFF layout Slipway does not read: {str(exc)[:200]}"
+        raise SlipwayError(Code.IMAGE_UNSUPPORTED, message) from exc
     except Exception as exc:
         if reader.error is not None:
             raise reader.error from exc
@@ -404,10 +376,11 @@ def _decode_tiff(
     assert render is not None
     if box is not None:
         x, y, width, height = box
-        strips = (render(strip) for strip in level0.window(x, y, width, height))
-        return png_stream(slide, reader, strips, width, height)
-    strips = (render(strip) for strip in level0.strips())
-    return png_stream(slide, reader, strips, level0.width, level0.height)
+        decoded = level0.window(x, y, width, height)
+    else:
+        decoded, width, height = level0.strips(), level0.width, level0.height
+    strips = _guarded_strips(reader, (render(strip) for strip in decoded))
+    return png_stream(strips, width, height, lambda exc: setattr(slide, "error", exc))
 
 
 def _guarded(reader: Any, work: Callable[[], Any]) -> Any:
@@ -421,6 +394,13 @@ def _guarded(reader: Any, work: Callable[[], Any]) -> Any:
         if reader.error is not None:
             raise reader.error from exc
         raise _unreadable("the slide's pixels are damaged", exc) from exc
+
+
+def _guarded_strips(
+    reader: Any, strips: Iterator[np.ndarray[Any, Any]]
+) -> Iterator[np.ndarray[Any, Any]]:
+    while (strip := _guarded(reader, lambda: next(strips, None))) is not None:
+        yield strip
 
 
 @cache
@@ -455,6 +435,7 @@ class LevelReader:
         self.separate = key.planarconfig == tifffile.PLANARCONFIG.SEPARATE and (
             key.samplesperpixel > 1
         )
+        self.restart_tiled = ndpi.is_restart_tiled(key)
         self.decodeargs: dict[str, Any] = {"_fullsize": False}
         if int(key.compression) in (6, 7):
             self.decodeargs["jpegheader"] = key.jpegheader
@@ -511,6 +492,17 @@ class LevelReader:
         c0, c1 = columns or (0, across)
         left = c0 * self.cols
         width = min(c1 * self.cols, self.width) - left
+        if self.restart_tiled:
+            pixels = ndpi.decode(
+                page,
+                key,
+                self._reader(page),
+                across,
+                range(first, first + count),
+                range(c0, c1),
+                _decoders().map,
+            )
+            return pixels[:rows, :width]
         out = np.full((separate, rows, width, contig), key.nodata, key.dtype)
         indices = []
         for s in range(separate):
@@ -539,185 +531,19 @@ class LevelReader:
             out[s, y : y + h, x : x + w] = segment[0, :h, :w]
         return np.moveaxis(out[..., 0], 0, -1) if self.separate else out[0]
 
+    def _reader(self, page: Any) -> Callable[[list[int]], Iterator[tuple[bytes | None, int]]]:
+        def read(indices: list[int]) -> Iterator[tuple[bytes | None, int]]:
+            return cast(
+                Iterator[tuple[bytes | None, int]],
+                self.fh.read_segments(
+                    [page.dataoffsets[i] for i in indices],
+                    [page.databytecounts[i] for i in indices],
+                    indices=indices,
+                    lock=self.fh.lock,
+                ),
+            )
 
-class Rendering:
-    """8-bit pixels for display. RGB(A) is scaled from its bit depth; any other channels
-    are windowed each on its own (WINDOW percentiles of a low-resolution sample) and
-    coloured (OME colours, else PALETTE; one channel stays grey), then added up."""
-
-    def __init__(
-        self,
-        *,
-        rgb: bool,
-        bits: int = 8,
-        windows: list[tuple[float, float]] | None = None,
-        colours: list[tuple[int, int, int]] | None = None,
-    ) -> None:
-        self.rgb, self.bits = rgb, bits
-        self.windows, self.colours = windows or [], colours or []
-
-    @classmethod
-    def from_sample(
-        cls, sample: np.ndarray[Any, Any], colours: list[tuple[int, int, int] | None]
-    ) -> Rendering:
-        count = sample.shape[-1]
-        windows = []
-        for c in range(count):
-            lo, hi = (float(v) for v in np.percentile(sample[:, :, c], WINDOW))
-            windows.append((lo, hi if hi > lo else lo + 1))
-        chosen = [
-            (colours[c] if c < len(colours) else None) or PALETTE[c % len(PALETTE)]
-            for c in range(count)
-        ]
-        return cls(rgb=False, windows=windows, colours=chosen)
-
-    def __call__(self, strip: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        if self.rgb:
-            if strip.dtype == np.uint8:
-                return strip
-            top = float(2 ** min(self.bits, 8 * strip.dtype.itemsize) - 1)
-            return np.clip(strip * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
-        shown = [
-            np.clip((strip[:, :, c].astype(np.float32) - lo) * (255.0 / (hi - lo)), 0, 255)
-            for c, (lo, hi) in enumerate(self.windows)
-        ]
-        if len(shown) == 1:
-            grey: np.ndarray[Any, Any] = (shown[0] + 0.5).astype(np.uint8)
-            return grey[:, :, None]
-        total = np.zeros((*strip.shape[:2], 3), np.float32)
-        for plane, colour in zip(shown, self.colours, strict=True):
-            total += plane[:, :, None] * (np.array(colour, np.float32) / 255.0)
-        return np.clip(total + 0.5, 0, 255).astype(np.uint8)
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # bands → grey, grey+alpha, RGB, RGBA
-
-
-def png_stream(
-    slide: Slide, reader: Any, strips: Iterator[np.ndarray[Any, Any]], width: int, height: int
-) -> pyvips.Image:
-    """libvips' image of `strips` (8-bit H × W × bands), fed as a stored (uncompressed)
-    PNG while libvips reads it: PNG is the libvips loader that streams from a pipe."""
-    first = _guarded(reader, lambda: next(strips))
-    bands = first.shape[-1]
-    header = struct.pack(">IIBBBBB", width, height, 8, PNG_COLOUR_TYPES[bands], 0, 0, 0)
-    deflate = zlib.compressobj(0)
-
-    def chunks() -> Iterator[bytes]:
-        yield b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-        strip: np.ndarray[Any, Any] | None = first
-        while strip is not None:
-            rows = np.zeros((strip.shape[0], 1 + width * bands), np.uint8)  # filter 0
-            rows[:, 1:] = strip.reshape(strip.shape[0], -1)
-            yield _png_chunk(b"IDAT", deflate.compress(rows.tobytes()))
-            strip = _guarded(reader, lambda: next(strips, None))
-        yield _png_chunk(b"IDAT", deflate.flush()) + _png_chunk(b"IEND", b"")
-
-    produced = chunks()
-    pending = bytearray()
-
-    def on_read(length: int) -> bytes:
-        try:
-            while len(pending) < length:
-                chunk = next(produced, None)
-                if chunk is None:
-                    break
-                pending.extend(chunk)
-        except BaseException as exc:
-            slide.error = exc  # libvips sees the end of the input, and fails the load
-            return b""
-        data = bytes(pending[:length])
-        del pending[:length]
-        return data
-
-    source = pyvips.SourceCustom()
-    source.on_read(on_read)
-    image = pyvips.Image.new_from_source(source, "", access="sequential", fail_on="error")
-    if image.get("vips-loader") != "pngload_source":
-        raise RuntimeError(f"libvips read the strips with {image.get('vips-loader')}")
-    return image
-
-
-# DICOM WSI through OpenSlide (a local copy) --------------------------------------------
-
-
-def read_dicom(reader: storage.RangedReader, size: int) -> Slide:
-    import openslide
-
-    limit = settings().max_local_copy_bytes
-    if size > limit:
-        raise SlipwayError(
-            Code.IMAGE_TOO_LARGE,
-            f"DICOM is read from a local copy, and {size} bytes is over the limit of {limit} "
-            f"(SLIPWAY_MAX_LOCAL_COPY_BYTES)",
-        )
-    folder = tempfile.mkdtemp(prefix="slipway-slide-")
-    slide = Slide(source_object(format="dicom-wsi"), reader="openslide")
-    slide.close.append(lambda: shutil.rmtree(folder, ignore_errors=True))
-    try:
-        path = os.path.join(folder, "slide.dcm")
-        reader.seek(0)
-        with open(path, "wb") as out:
-            while chunk := reader.read(storage.MiB * 8):
-                out.write(chunk)
-        try:
-            opened = openslide.OpenSlide(path)
-        except openslide.OpenSlideUnsupportedFormatError as exc:
-            raise SlipwayError(
-                Code.IMAGE_UNSUPPORTED, f"not a DICOM WSI OpenSlide reads: {exc}"
-            ) from exc
-        except openslide.OpenSlideError as exc:
-            raise _unreadable("not a readable DICOM WSI", exc) from exc
-        slide.close.append(opened.close)
-        width, height = opened.dimensions
-        props = opened.properties
-        slide.source = source_object(
-            format="dicom-wsi",
-            vendor=props.get("openslide.vendor"),
-            width=width,
-            height=height,
-            levels=opened.level_count,
-            mppX=_float(props.get("openslide.mpp-x")),
-            mppY=_float(props.get("openslide.mpp-y")),
-            objectivePower=_float(props.get("openslide.objective-power")),
-            channels=[{"name": n, "bitsPerSample": 8} for n in ("R", "G", "B")],
-            compression=TRANSFER_SYNTAXES.get(props.get("dicom.TransferSyntaxUID", "")),
-        )
-        try:
-            for name in ASSOCIATED:
-                if name in opened.associated_images:
-                    slide.associated[name] = np.asarray(
-                        opened.associated_images[name].convert("RGB")
-                    )
-        except openslide.OpenSlideError as exc:
-            raise _unreadable(f"the {name} image is damaged", exc) from exc
-
-        def decode() -> pyvips.Image:
-            check_decoded((height, width, 4), np.uint8)
-            try:
-                rgba = np.asarray(opened.read_region((0, 0), 0, (width, height)))
-            except openslide.OpenSlideError as exc:
-                raise _unreadable("the slide's pixels are damaged", exc) from exc
-            image = pyvips.Image.new_from_array(np.ascontiguousarray(rgba))
-            return image.copy(interpretation="srgb")
-
-        slide.decode = decode
-        return slide
-    except BaseException:
-        for close in reversed(slide.close):
-            close()
-        raise
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
+        return read
 
 
 def encode_associated(name: str, pixels: np.ndarray[Any, Any]) -> tuple[bytes, str, str]:

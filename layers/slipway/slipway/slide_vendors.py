@@ -102,10 +102,23 @@ def main_series(tif: tifffile.TiffFile) -> Any:
     """The series that is the slide: for Leica SCN the first brightfield image that is
     not the macro (tifffile lists the images in the XML's order, the macro often first)."""
     if tif.is_scn:
+        _refuse_scn_z_stacks(tif)
         for index, image in enumerate(_scn_images(tif)):
             if not image["macro"] and index < len(tif.series):
                 return tif.series[index]
     return tif.series[0]
+
+
+def _refuse_scn_z_stacks(tif: tifffile.TiffFile) -> None:
+    root = _xml(tif.scn_metadata)
+    for image in [] if root is None else root.iter():
+        planes = image.get("sizeZ") if image.tag.endswith("image") else None
+        if planes and int(_number(planes) or 1) > 1:
+            raise SlipwayError(
+                Code.IMAGE_UNSUPPORTED,
+                f"a Leica SCN z-stack ({planes} focal planes) is not supported: "
+                "export a single focal plane",
+            )
 
 
 def _scn_images(tif: tifffile.TiffFile) -> list[dict[str, Any]]:

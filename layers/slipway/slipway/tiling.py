@@ -15,7 +15,7 @@ from typing import Any
 
 import pyvips
 
-from slipway import slide_readers, slide_vendors, storage, tilestore, uploads
+from slipway import slide_dicom, slide_readers, slide_vendors, storage, tilestore, uploads
 from slipway.config import settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent
@@ -124,7 +124,7 @@ def open_slide(source: storage.RangedReader, size: int) -> slide_readers.Slide:
             or f"not a JPEG, PNG, TIFF, DICOM or WebP image (it starts with 0x{head[:8].hex()})",
         )
     if kind == "dicom":
-        return slide_readers.read_dicom(source, size)
+        return slide_dicom.read_dicom(source, size)
     if kind == "tiff":
         slide = slide_readers.read_tiff(source)
         source.seek(0)
