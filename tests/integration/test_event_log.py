@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from slipway import events
+from slipway import db, events
 from slipway.events import NewEvent
 
 WRITERS = 8
@@ -40,7 +40,7 @@ def test_concurrent_writers_with_rollbacks_never_let_a_tailing_reader_miss_an_ev
             with connect(scratch_db) as conn:
                 while mine < TOTAL // WRITERS:
                     try:
-                        with conn.transaction():
+                        with db.committing(conn):  # sequenced after its commit
                             if rng.random() < 0.3:
                                 time.sleep(rng.random() / 2000)  # work before the append
                             events.append(
@@ -96,7 +96,7 @@ def test_concurrent_writers_with_rollbacks_never_let_a_tailing_reader_miss_an_ev
 
 def test_events_are_immutable_in_the_database(scratch_db: str) -> None:
     with connect(scratch_db) as conn:
-        with conn.transaction():
+        with db.committing(conn):
             events.append(conn, "t", NewEvent("v1.test.appended", "test", None, {"x": 1}))
         for statement in (
             "UPDATE events SET actor = 'mallory'",
@@ -122,7 +122,7 @@ def test_an_insert_that_does_not_extend_the_head_is_refused(scratch_db: str) -> 
 def test_an_edited_or_removed_row_breaks_the_chain(scratch_db: str) -> None:
     with connect(scratch_db) as conn:
         for i in range(5):
-            with conn.transaction():
+            with db.committing(conn):
                 events.append(conn, "t", NewEvent("v1.test.appended", "test", None, {"i": i}))
         assert list(events.verify_chain(conn)) == []
         # a superuser can switch triggers off; the chain still tells
@@ -154,7 +154,7 @@ def test_long_poll_wakes_within_100ms_of_a_commit_and_times_out_empty(scratch_db
             t = threading.Thread(target=wait)
             t.start()
             time.sleep(0.05)
-            with writer.transaction():
+            with db.committing(writer):
                 events.append(writer, "t", NewEvent("v1.test.appended", "test", None, {}))
             committed = time.monotonic()
             t.join(5)

@@ -178,18 +178,17 @@ def test_slipway_stats_prints_the_same_figures(on_scratch_db: str) -> None:
 HISTORY = """
 INSERT INTO jobs (id, type, owner, status, payload, attempt_count, max_attempts,
                   last_error_code, last_error_message, created_at, updated_at, started_at,
-                  finished_at, last_sequence)
+                  finished_at)
 SELECT gen_random_uuid(), CASE WHEN i % 3 = 0 THEN 'parse' ELSE 'tile' END, 'o' || (i % 50),
        CASE WHEN i % 20 = 0 THEN 'FAILED' ELSE 'SUCCEEDED' END, '{}', 1, 3,
        CASE WHEN i % 20 = 0 THEN 'IMAGE_UNREADABLE' END, CASE WHEN i % 20 = 0 THEN 'x' END,
-       t, t, t, t + make_interval(secs => i % 29), 0
+       t, t, t, t + make_interval(secs => i % 29)
 FROM (SELECT i, now() - make_interval(mins => i) AS t
       FROM generate_series(1, 200000) AS i) AS history;
 INSERT INTO uploads (id, owner, kind, filename, content_type, size, method, object_key,
-                     checksum_parts, expires_at, state, deduplicated, created_at, updated_at,
-                     last_sequence)
+                     checksum_parts, expires_at, state, deduplicated, created_at, updated_at)
 SELECT gen_random_uuid(), 'o', 'slide', 'f', 'image/jpeg', 1, 'PUT', 'k', false, t,
-       'ready', false, t, t, 0
+       'ready', false, t, t
 FROM (SELECT now() - make_interval(mins => i) AS t FROM generate_series(1, 200000) AS i) AS u;
 ANALYZE jobs;
 ANALYZE uploads;

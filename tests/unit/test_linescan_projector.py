@@ -19,5 +19,4 @@ def test_a_second_scan_created_never_changes_the_owner() -> None:
         "id": scan,
         "owner": "alice",
         "created_at": first.created_at,
-        "last_sequence": first.sequence,
     }

@@ -14,12 +14,13 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -130,9 +131,38 @@ def connect(wait: float | None = None) -> Iterator[Connection]:
         connections.putconn(conn)
 
 
+_after_commit: weakref.WeakKeyDictionary[Connection, dict[Callable[[Connection], None], None]]
+_after_commit = weakref.WeakKeyDictionary()
+
+
+def after_commit(conn: Connection, hook: Callable[[Connection], None]) -> None:
+    """Run `hook(conn)` once the `committing` transaction on `conn` commits (not if it
+    rolls back)."""
+    _after_commit.setdefault(conn, {})[hook] = None
+
+
+@contextmanager
+def committing(conn: Connection) -> Iterator[Connection]:
+    """A transaction on `conn` whose after-commit hooks run once it commits: the event
+    log's sequencing (docs/event-log.md#group-commit). Nested in another transaction it
+    is a savepoint, and the hooks wait for the outermost `committing`."""
+    outermost = conn.info.transaction_status == TransactionStatus.IDLE
+    try:
+        with conn.transaction():
+            yield conn
+    except BaseException:
+        if outermost:
+            _after_commit.pop(conn, None)
+        raise
+    if outermost:
+        for hook in _after_commit.pop(conn, {}):
+            hook(conn)
+
+
 @contextmanager
 def transaction() -> Iterator[Connection]:
-    with connect() as conn, conn.transaction():
+    """One `committing` transaction on a pooled connection."""
+    with connect() as conn, committing(conn):
         yield conn
 
 

@@ -1,23 +1,26 @@
 """The append-only event log: gapless sequence, canonical CBOR payloads, a BLAKE3 chain.
 
-`append` must run inside a transaction. It locks the log head, so keep appends at the end
-of a transaction: the lock is held until commit and serialises all writers
-(docs/event-log.md explains why that is what makes the sequence gapless and in order).
+Group commit (docs/event-log.md): a writer inserts its events into `event_inbox` in its
+own transaction (`prepare`, `submit`; `append` for both) and holds no shared lock; after
+its commit `sequence` moves the committed inbox into `events`, numbering and chaining a
+batch at a time, one sequencer at a time.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import UUID
 
 import cbor2
+import psycopg
 
-from slipway import metrics, queries
+from slipway import db, metrics, queries
 from slipway.db import Connection
 from slipway.digests import blake3_digest
 
@@ -25,6 +28,9 @@ CHANNEL = "slipway_events"
 GENESIS = bytes(32)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SQL = queries.load("events")
+SEQUENCE_BATCH = 5000  # events per sequencing transaction
+LEAD_SECONDS = 0.5  # a writer's longest turn as the sequencer, after its own commit
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -159,54 +165,44 @@ def chain_digest(
     return blake3_digest(cbor2.dumps(record, canonical=True))
 
 
-def append(conn: Connection, actor: str, *new_events: NewEvent) -> list[Event]:
-    """Append events in order. The head is read (and locked) once; the numbers and the
-    chain of every event after the first are computed here, since the lock is ours until
-    commit. Inside a pipeline (projections.record uses one) the inserts are queued and
-    travel with the next round trip, keeping the locked part of a transaction short."""
+def prepare(conn: Connection, actor: str, new_events: Iterable[NewEvent]) -> list[Event]:
+    """The events as the writer knows them: canonical payloads and their digests, stamped
+    with the database's clock. Their `sequence` is 0 and their chain digests empty until
+    the sequencer moves them into the log."""
+    row = conn.execute(SQL["now"]).fetchone()
+    assert row is not None
+    created_at: datetime = row["now"]
     prepared = []
-    for new in new_events:  # all that does not need the head, before taking it
+    for new in new_events:
         payload_cbor = canonical_cbor(new.payload)
-        payload = dict(cbor2.loads(payload_cbor))
-        prepared.append((new, payload, payload_cbor, blake3_digest(payload_cbor)))
-    head = conn.execute(SQL["lock_head"]).fetchone()
-    assert head is not None, "event_head row missing: run the migrations"
-    sequence, prev = head["last_sequence"], bytes(head["last_digest"])
-    created_at: datetime = head["now"]
-    appended = []
-    for new, payload, payload_cbor, payload_digest in prepared:
-        sequence += 1
-        digest = chain_digest(
-            sequence,
-            created_at,
-            new.event_type,
-            new.subject_kind,
-            new.subject_id,
-            actor,
-            payload_digest,
-            prev,
-        )
-        appended.append(
+        prepared.append(
             Event(
-                sequence,
+                0,
                 created_at,
                 new.event_type,
                 new.subject_kind,
                 new.subject_id,
                 actor,
-                payload,
+                dict(cbor2.loads(payload_cbor)),
                 payload_cbor,
-                payload_digest,
-                prev,
-                digest,
+                blake3_digest(payload_cbor),
+                b"",
+                b"",
             )
         )
-        prev = digest
-    for e in appended:  # queued inside a pipeline, sent one by one outside it
+    return prepared
+
+
+def submit(conn: Connection, prepared: Iterable[Event]) -> None:
+    """Insert prepared events into the inbox, in the caller's transaction (queued, inside
+    a pipeline), and have them sequenced once it commits (`db.transaction` runs that).
+    Call it after every projection write of the transaction: the inbox id is what orders
+    two writers of one row (docs/event-log.md#group-commit)."""
+    events = list(prepared)
+    for e in events:
         conn.execute(
-            SQL["insert"],
+            SQL["inbox_insert"],
             {
-                "sequence": e.sequence,
                 "created_at": e.created_at,
                 "event_type": e.event_type,
                 "subject_kind": e.subject_kind,
@@ -214,12 +210,120 @@ def append(conn: Connection, actor: str, *new_events: NewEvent) -> list[Event]:
                 "actor": e.actor,
                 "payload": e.payload_cbor,
                 "payload_digest": e.payload_digest,
-                "prev_digest": e.prev_digest,
-                "event_digest": e.event_digest,
             },
         )
-    metrics.events_appended(new_events)
-    return appended
+    db.after_commit(conn, sequence_after_commit)
+    metrics.events_appended(events)
+
+
+def append(conn: Connection, actor: str, *new_events: NewEvent) -> list[Event]:
+    """Prepare and submit events that change no projection (`projections.record` does the
+    same around its projectors)."""
+    prepared = prepare(conn, actor, new_events)
+    submit(conn, prepared)
+    return prepared
+
+
+def sequence(conn: Connection, batch: int = SEQUENCE_BATCH, wait: bool = True) -> int:
+    """Move the committed inbox into the log, in turns; returns how many events moved.
+
+    A turn is the sequencer's advisory lock: `wait` for it (the sweeper, tests), or take
+    it only if it is free (a writer after its commit, `sequence_after_commit`). A writer
+    that finds it taken leaves its events to the holder, which looks at the inbox again
+    once its turn has ended, and takes another turn if anything is waiting: the writer
+    committed before that look, so no committed event is left behind. Turns go on until
+    the inbox is found empty, or for LEAD_SECONDS under a steady stream (then the next
+    writer, or the sweeper, goes on)."""
+    moved, deadline = 0, time.monotonic() + LEAD_SECONDS
+    while True:
+        if wait:
+            conn.execute(SQL["lead"])
+        elif not _row(conn.execute(SQL["try_lead"]))["lead"]:
+            return moved
+        try:
+            moved += _move(conn, batch)
+        finally:
+            with conn.pipeline():  # one round trip: end the turn, then look again
+                conn.execute(SQL["end_turn"])
+                waiting = conn.execute(SQL["inbox_waiting"])
+        if not _row(waiting)["waiting"] or time.monotonic() > deadline:
+            return moved
+
+
+def sequence_after_commit(conn: Connection) -> None:
+    """A writer's turn after its commit (db.committing runs it). If it fails, the events
+    are safe in the inbox, and the next writer's turn or the sweeper's moves them: the
+    writer's transaction committed, so its caller must not see an error."""
+    try:
+        sequence(conn, wait=False)
+    except psycopg.Error as exc:
+        log.warning("events left in the inbox for the next sequencer: %s", exc)
+
+
+def _row(cursor: psycopg.Cursor[Any]) -> Any:
+    row = cursor.fetchone()
+    assert row is not None
+    return row
+
+
+def _move(conn: Connection, batch: int) -> int:
+    """During the turn: the committed inbox into the log, in id order, `batch` events per
+    transaction (two round trips and one WAL flush each), until none is left."""
+    moved = 0
+    while True:
+        with conn.pipeline(), conn.transaction():
+            listed = conn.execute(SQL["inbox_pending"], {"limit": batch})
+            head = _row(conn.execute(SQL["head"]))  # ours: only the turn's holder writes it
+            pending = listed.fetchall()
+            if not pending:
+                return moved
+            number, prev = head["last_sequence"], bytes(head["last_digest"])
+            ids, numbers, prevs, digests = [], [], [], []
+            for row in pending:
+                number += 1
+                digest = chain_digest(
+                    number,
+                    row["created_at"],
+                    row["event_type"],
+                    row["subject_kind"],
+                    row["subject_id"],
+                    row["actor"],
+                    bytes(row["payload_digest"]),
+                    prev,
+                )
+                ids.append(row["id"])
+                numbers.append(number)
+                prevs.append(prev)
+                digests.append(digest)
+                prev = digest
+            params = {"ids": ids, "sequences": numbers, "prev_digests": prevs}
+            # the head trigger refuses any row that does not extend the chain exactly
+            conn.execute(SQL["log_from_inbox"], params | {"event_digests": digests})
+            conn.execute(SQL["inbox_delete"], {"ids": ids})
+        moved += len(pending)
+        if len(pending) < batch:
+            return moved
+
+
+def inbox(conn: Connection) -> list[Event]:
+    """The committed events not sequenced yet, in the order the sequencer will take them
+    (sequence 0): replay folds them after the log, in the same snapshot."""
+    return [
+        Event(
+            0,
+            row["created_at"],
+            row["event_type"],
+            row["subject_kind"],
+            row["subject_id"],
+            row["actor"],
+            cbor2.loads(bytes(row["payload"])),
+            bytes(row["payload"]),
+            bytes(row["payload_digest"]),
+            b"",
+            b"",
+        )
+        for row in conn.execute(SQL["inbox_all"])
+    ]
 
 
 def read(conn: Connection, since: int, limit: int) -> list[Event]:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from slipway.events import NewEvent
+    from slipway.events import Event, NewEvent
 
 log = logging.getLogger(__name__)
 DEFAULT_NAMESPACE = "Slipway"
@@ -181,8 +181,8 @@ def upload_failed(kind: str, code: str) -> None:
     put("UploadsFailed", 1, Kind=kind, Code=code)
 
 
-def events_appended(appended: Iterable[NewEvent]) -> None:
-    """Events appended to the log (counted before their commit); a new job counts too."""
+def events_appended(appended: Iterable[Event | NewEvent]) -> None:
+    """Events submitted to the log (counted before their commit); a new job counts too."""
     for event in appended:
         put("EventsAppended", 1, SubjectKind=event.subject_kind)
         if event.event_type == "v1.job.queued":

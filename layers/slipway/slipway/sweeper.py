@@ -6,6 +6,8 @@
   their multipart upload is aborted);
 - objects nothing references (incoming leftovers, unrecorded blobs, stray multipart
   uploads) are deleted after a grace period; blobs are scanned a page per run;
+- events a writer left in the log's inbox (it died between its commit and sequencing)
+  are sequenced;
 - due jobs are signalled again (a lost or failed wake-up);
 - the queues are measured: due and running jobs and the oldest due job's wait per type
   (metrics QueueDepth, JobsRunning, OldestQueuedJobAge; what `slipway stats` prints).
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from slipway import blobs, db, jobs, metrics, queries, stats, storage, uploads
+from slipway import blobs, db, events, jobs, metrics, queries, stats, storage, uploads
 from slipway.config import settings
 from slipway.errors import Code
 
@@ -34,6 +36,7 @@ class Report:
     aborted: int = 0
     orphans_deleted: int = 0
     signalled: list[str] = field(default_factory=list)
+    events_sequenced: int = 0
 
 
 BLOB_SCAN_PAGE = 1000  # blob keys looked at per run; the scan resumes where it stopped
@@ -146,6 +149,8 @@ def measure_queues() -> None:
 
 def run() -> Report:
     report = Report()
+    with db.connect() as conn:  # events a writer left in the inbox (it died after commit)
+        report.events_sequenced = events.sequence(conn)
     check_pending(report)
     delete_orphans(report)
     report.signalled = sorted(jobs.due_types())

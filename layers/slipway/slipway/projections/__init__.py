@@ -1,13 +1,13 @@
 """Current-state tables as projections of the event log.
 
-`record` is the only way state changes: it appends each event to the log and applies it
-to the live tables, inside the caller's transaction.
+`record` is the only way state changes: it applies each event to the live tables and
+submits it to the log, inside the caller's transaction.
 """
 
 from __future__ import annotations
 
 from slipway.db import Connection
-from slipway.events import Event, NewEvent, append
+from slipway.events import Event, NewEvent, prepare, submit
 from slipway.projections.projectors import ProjectionError, apply
 from slipway.projections.store import TABLES, DbStore, MemoryStore
 
@@ -17,15 +17,17 @@ __all__ = ["TABLES", "DbStore", "MemoryStore", "ProjectionError", "apply", "reco
 def record(
     conn: Connection, actor: str, *new_events: NewEvent, store: DbStore | None = None
 ) -> list[Event]:
-    """Append the events and apply them; pass a `store` primed with the rows the caller
-    holds locked (and to read the rows as projected afterwards).
+    """Apply the events, then submit them to the log; pass a `store` primed with the rows
+    the caller holds locked (and to read the rows as projected afterwards).
 
-    The inserts and the projection writes go out as one pipelined batch: appends hold the
-    log's lock until commit, so each round trip saved there is throughput for everyone.
+    The order matters: the projection writes lock their rows before the inbox insert takes
+    the events' ids, so two transactions writing one row get ids in their commit order
+    (docs/event-log.md#group-commit). The writes go out as one pipelined batch.
     """
     store = store or DbStore(conn)
     with conn.pipeline():
-        recorded = append(conn, actor, *new_events)
-        for event in recorded:
+        prepared = prepare(conn, actor, new_events)
+        for event in prepared:
             apply(store, event)
-    return recorded
+        submit(conn, prepared)
+    return prepared

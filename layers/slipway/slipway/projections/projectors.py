@@ -1,8 +1,9 @@
 """How each event type changes the current-state tables.
 
 Projectors are plain functions of (store, event): everything they write comes from the
-event (its payload, sequence and timestamp), never from the clock or from outside, so
-replaying the log reproduces the live tables exactly. docs/events.md lists the types.
+event (its payload and timestamp; never its sequence, which the writer does not know),
+never from the clock or from outside, so replaying the log reproduces the live tables
+exactly. docs/events.md lists the types.
 """
 
 from __future__ import annotations
@@ -60,15 +61,11 @@ def _uuid(value: str | None) -> UUID | None:
 
 
 def _new(event: Event) -> Row:
-    return {
-        "created_at": event.created_at,
-        "updated_at": event.created_at,
-        "last_sequence": event.sequence,
-    }
+    return {"created_at": event.created_at, "updated_at": event.created_at}
 
 
 def _touch(event: Event) -> Row:
-    return {"updated_at": event.created_at, "last_sequence": event.sequence}
+    return {"updated_at": event.created_at}
 
 
 def _after(event: Event, seconds: float) -> datetime:
@@ -135,7 +132,6 @@ def _upload_ready(s: Store, e: Event) -> None:
                 "object_key": p["objectKey"],
                 "content_type": upload["content_type"],
                 "created_at": e.created_at,
-                "last_sequence": e.sequence,
             },
         )
 
@@ -388,7 +384,6 @@ def _slide_tiled(s: Store, e: Event) -> None:
             "associated": p.get("associated"),
             "created_at": previous["created_at"] if previous else e.created_at,
             "updated_at": e.created_at,
-            "last_sequence": e.sequence,
         },
     )
 
@@ -455,7 +450,6 @@ def _session_ready(s: Store, e: Event) -> None:
                 "rows": stream["rows"],
                 "object_key": stream["objectKey"],
                 "created_at": e.created_at,
-                "last_sequence": e.sequence,
             },
         )
 
@@ -502,7 +496,6 @@ def _scan_created(s: Store, e: Event) -> None:
             "id": e.subject_id,
             "owner": e.payload["owner"],
             "created_at": e.created_at,
-            "last_sequence": e.sequence,
         },
     )
 

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from slipway.db import Connection
-from slipway.events import Event
+from slipway.events import Event, inbox
 from slipway.projections.projectors import LIVENESS, apply
 from slipway.projections.store import TABLES, MemoryStore, adapt
 
@@ -39,7 +39,9 @@ class Difference:
 
 
 def fold(conn: Connection, batch: int = 50_000) -> tuple[MemoryStore, int]:
-    """Apply the whole log to an empty in-memory store (in the caller's transaction)."""
+    """Apply the whole log to an empty in-memory store, then the committed events still in
+    the inbox, in the order the sequencer will give them (in the caller's transaction,
+    which must be one snapshot: REPEATABLE READ)."""
     store, count = MemoryStore(), 0
     gc.disable()  # millions of live rows, no cycles: the collector would rescan them all
     try:
@@ -50,6 +52,10 @@ def fold(conn: Connection, batch: int = 50_000) -> tuple[MemoryStore, int]:
                 for row in rows:
                     apply(store, Event.from_tuple(row))
                 count += len(rows)
+        pending = inbox(conn)
+        for event in pending:
+            apply(store, event)
+        count += len(pending)
     finally:
         gc.enable()
     return store, count

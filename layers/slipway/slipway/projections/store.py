@@ -63,13 +63,22 @@ def adapt(value: Any) -> Any:
 
 
 # The statements are built once as bytes: composing them on every call cost more CPU than
-# the rest of an append, and appends run under the log's lock.
+# the rest of a projection write, and every state change runs them.
 @cache
 def _select(table: str) -> bytes:
     where = sql.SQL(" AND ").join(
         sql.SQL("{} = %s").format(sql.Identifier(col)) for col in TABLES[table]
     )
-    return sql.SQL("SELECT * FROM {} WHERE {}").format(sql.Identifier(table), where).as_bytes()
+    return (
+        sql.SQL("SELECT * FROM {} WHERE {} FOR UPDATE")
+        .format(sql.Identifier(table), where)
+        .as_bytes()
+    )
+
+
+# A row that is not there yet cannot be locked: its key is, for the transaction, so two
+# writers creating one row (one blob for two uploads of the same bytes) take turns.
+_LOCK_KEY = b"SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 
 @cache
@@ -111,12 +120,12 @@ def _update(table: str, columns: tuple[str, ...]) -> bytes:
 class DbStore:
     """The live projection tables, inside the caller's transaction.
 
-    Rows it has read or written, and rows the caller already holds locked (`known`), are
-    kept for the transaction, so a projector does not read back what is already at hand.
-    That is safe because projectors run under the log's lock (`record` appends first), and
-    every projection write takes that lock: no other writer can change a row meanwhile.
-    A row it holds is written back as an UPDATE of the changed columns only; appends hold
-    the log's lock until commit, and every round trip and row version saved counts there.
+    Every row a projector reads is locked until commit (`FOR UPDATE`; a missing row's key
+    by an advisory lock), so no other writer changes it meanwhile, and the transaction's
+    events take their inbox ids after every lock they depend on: what makes replay in log
+    order reproduce these rows (docs/event-log.md#group-commit). Rows read or written,
+    and rows the caller already holds locked (`known`), are kept for the transaction; a
+    held row is written back as an UPDATE of the changed columns only.
     """
 
     def __init__(self, conn: Connection, known: Iterable[tuple[str, Row]] = ()) -> None:
@@ -130,6 +139,9 @@ class DbStore:
         if cached is not None:
             return cached
         row = self.conn.execute(_select(table), key).fetchone()
+        if row is None:
+            self.conn.execute(_LOCK_KEY, (f"{table}:{key!r}",))
+            row = self.conn.execute(_select(table), key).fetchone()
         if row is not None:
             self.rows[(table, key)] = row
         return row

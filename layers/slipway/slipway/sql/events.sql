@@ -1,14 +1,49 @@
--- name: lock_head
--- Taking this row lock serialises appends until the transaction ends (docs/event-log.md).
-SELECT last_sequence, last_digest, clock_timestamp() AS now
-FROM event_head
-FOR UPDATE;
+-- name: now
+SELECT clock_timestamp() AS now;
 
--- name: insert
+-- name: inbox_insert
+-- The id (the order the sequencer keeps) is taken here, after every projection write of
+-- the transaction: see docs/event-log.md#group-commit.
+INSERT INTO event_inbox (created_at, event_type, subject_kind, subject_id, actor, payload,
+                         payload_digest)
+VALUES (%(created_at)s, %(event_type)s, %(subject_kind)s, %(subject_id)s, %(actor)s,
+        %(payload)s, %(payload_digest)s);
+
+-- The sequencer's turn: a session advisory lock (docs/event-log.md#group-commit).
+-- name: try_lead
+SELECT pg_try_advisory_lock(7305146216437563241) AS lead;
+
+-- name: lead
+SELECT pg_advisory_lock(7305146216437563241);
+
+-- name: end_turn
+SELECT pg_advisory_unlock(7305146216437563241);
+
+-- name: inbox_waiting
+SELECT EXISTS (SELECT 1 FROM event_inbox) AS waiting;
+
+-- name: inbox_pending
+SELECT id, created_at, event_type, subject_kind, subject_id, actor, payload_digest
+FROM event_inbox
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: log_from_inbox
+-- The payloads move inside the database; the numbers and digests come from the sequencer.
 INSERT INTO events (sequence, created_at, event_type, subject_kind, subject_id, actor,
                     payload, payload_digest, prev_digest, event_digest)
-VALUES (%(sequence)s, %(created_at)s, %(event_type)s, %(subject_kind)s, %(subject_id)s,
-        %(actor)s, %(payload)s, %(payload_digest)s, %(prev_digest)s, %(event_digest)s);
+SELECT n.sequence, i.created_at, i.event_type, i.subject_kind, i.subject_id, i.actor,
+       i.payload, i.payload_digest, n.prev_digest, n.event_digest
+FROM unnest(%(ids)s::bigint[], %(sequences)s::bigint[], %(prev_digests)s::bytea[],
+            %(event_digests)s::bytea[]) AS n (id, sequence, prev_digest, event_digest)
+JOIN event_inbox i USING (id)
+ORDER BY n.sequence;
+
+-- name: inbox_delete
+DELETE FROM event_inbox WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: inbox_all
+SELECT * FROM event_inbox ORDER BY id;
 
 -- name: read_since
 SELECT * FROM events
