@@ -5,7 +5,11 @@
 - commit-to-visible under that load: from the start of a writer's transaction until a
   reader tailing the log with long polls has the event (p99 goal ≤ 50 ms);
 - replay events/s (goal ≥ 100,000/s);
-- long-poll wake-up latency after a commit and the writer's turn, one writer, p50/p99.
+- long-poll wake-up latency after a commit and the writer's turn, one writer, p50/p99;
+- WAL flushes per event on each side (`pg_stat_wal.wal_sync`): what a network database's
+  millisecond fsyncs multiply;
+- the sequencer catching up on a backlog (20,000 events waiting in the inbox, as after a
+  sequencer outage) against copying the same rows into the plain table in one statement.
 
 Usage: python bench/events.py [seconds_per_side]   (the stack must be up: make up)
 """
@@ -78,10 +82,19 @@ def _tail(url: str, seconds: float, out: Any) -> None:
     out.put(delays)
 
 
-def run_writers(url: str, seconds: float, side: str) -> tuple[int, list[float]]:
+def wal_syncs(url: str) -> int:
+    """The cluster's WAL flushes so far (the bench runs alone on the stack's Postgres)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def run_writers(url: str, seconds: float, side: str) -> tuple[int, list[float], int]:
     """WRITERS processes (as Lambda instances are) appending for `seconds`, and (on the
-    gapless side) a tailing reader: the events written, and each one's delay from its
-    writer's transaction to the reader."""
+    gapless side) a tailing reader: the events written, each one's delay from its
+    writer's transaction to the reader, and the WAL flushes they took."""
+    syncs = wal_syncs(url)
     ctx = multiprocessing.get_context("spawn")
     out, tail_out = ctx.Queue(), ctx.Queue()
     procs = [ctx.Process(target=_writer, args=(url, side, seconds, out)) for _ in range(WRITERS)]
@@ -94,7 +107,7 @@ def run_writers(url: str, seconds: float, side: str) -> tuple[int, list[float]]:
     for p in procs:
         p.join()
     delays = tail_out.get(timeout=seconds + 60) if side == "gapless" else []
-    return total, delays
+    return total, delays, wal_syncs(url) - syncs
 
 
 def gapless(conn: psycopg.Connection[Any]) -> None:
@@ -112,6 +125,33 @@ def plain(conn: psycopg.Connection[Any]) -> None:
             "actor, payload) VALUES (now(), %s, %s, %s, 'bench', %s)",
             (new.event_type, new.subject_kind, new.subject_id, payload),
         )
+
+
+CATCH_UP = 20_000
+COPY_INBOX = """INSERT INTO plain_events (created_at, event_type, subject_kind, subject_id,
+    actor, payload) SELECT created_at, event_type, subject_kind, subject_id, actor, payload
+    FROM event_inbox ORDER BY id"""
+
+
+def catch_up(url: str) -> tuple[float, float]:
+    """Events/s moved by the sequencer out of a backlog, and rows/s copied by the plain
+    statement. The backlog forms while another session holds the sequencer's turn."""
+    with (
+        psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn,
+        psycopg.connect(url, autocommit=True) as holder,
+    ):
+        holder.execute(events.SQL["lead"])
+        for _ in range(CATCH_UP // 1000):
+            with db.committing(conn):  # its turn after the commit finds the turn taken
+                events.append(conn, "bench", *[job_event() for _ in range(1000)])
+        holder.execute(events.SQL["end_turn"])
+        started = time.perf_counter()
+        conn.execute(COPY_INBOX)
+        copied = CATCH_UP / (time.perf_counter() - started)
+        started = time.perf_counter()
+        moved = events.sequence(conn)
+        assert moved == CATCH_UP, moved
+        return moved / (time.perf_counter() - started), copied
 
 
 def wake_ups(url: str, samples: int = 200) -> list[float]:
@@ -149,8 +189,9 @@ def main() -> None:
                 "timestamptz, event_type text, subject_kind text, subject_id uuid, "
                 "actor text, payload bytea)"
             )
-        reference = run_writers(url, seconds, "plain")[0] / seconds
-        written, visible = run_writers(url, seconds, "gapless")
+        plain_written, _, plain_syncs = run_writers(url, seconds, "plain")
+        reference = plain_written / seconds
+        written, visible, syncs = run_writers(url, seconds, "gapless")
         assert len(visible) == written, f"the reader saw {len(visible)} of {written} events"
         ours = written / seconds
         visible_ms = sorted(v * 1000 for v in visible)
@@ -163,11 +204,16 @@ def main() -> None:
             rebuilt = replay.rebuild(conn, "replay_bench")
             problems = list(events.verify_chain(conn))
         delays = sorted(wake_ups(url))
+        caught_up, copied = catch_up(url)
     p50 = statistics.median(delays)
     p99 = delays[int(len(delays) * 0.99) - 1]
     print(
         f"plain BIGSERIAL inserts: {reference:,.0f}/s; gapless appends: {ours:,.0f}/s "
         f"({WRITERS} writer processes, one event per transaction, {seconds:.0f} s each)"
+    )
+    print(
+        f"WAL flushes per event: gapless {syncs / written:.2f}, "
+        f"plain {plain_syncs / plain_written:.2f}"
     )
     print(
         f"commit-to-visible under that load: p50 {statistics.median(visible_ms):.1f} ms, "
@@ -181,6 +227,10 @@ def main() -> None:
         f"long-poll wake-up after commit: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
         f"max {delays[-1]:.1f} ms ({len(delays)} samples)"
     )
+    print(
+        f"catching up on {CATCH_UP:,} events in the inbox: {caught_up:,.0f}/s; the same "
+        f"rows copied into the plain table: {copied:,.0f}/s"
+    )
     result(
         "events",
         ours / reference,
@@ -191,6 +241,10 @@ def main() -> None:
         rebuild_per_s=rebuilt.events / rebuilt.seconds,
         wake_p50_ms=p50,
         wake_p99_ms=p99,
+        wal_syncs_per_event=syncs / written,
+        plain_wal_syncs_per_event=plain_syncs / plain_written,
+        catch_up_per_s=caught_up,
+        catch_up_vs_copy=caught_up / copied,
     )
 
 

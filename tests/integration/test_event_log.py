@@ -117,6 +117,18 @@ def test_an_insert_that_does_not_extend_the_head_is_refused(scratch_db: str) -> 
                     " '\\xa0', %s, %s, %s)",
                     (sequence, bytes(32), prev, bytes(32)),
                 )
+        # one statement is checked whole: its first row extends the head, a later one does not
+        two_rows = "INSERT INTO events VALUES" + ", ".join(
+            ["(%s, now(), 'v1.test.appended', 'test', NULL, 'x', '\\xa0', %s, %s, %s)"] * 2
+        )
+        first = (1, bytes(32), bytes(32), b"\x01" * 32)  # extends the empty head
+        for second in [(2, b"\x02" * 32), (3, b"\x01" * 32)]:  # unlinked; a gap
+            with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="gapless"):
+                conn.execute(two_rows, (*first, second[0], bytes(32), second[1], bytes(32)))
+        assert conn.execute("SELECT count(*) AS n FROM events").fetchone() == {"n": 0}
+        conn.execute(two_rows, (*first, 2, bytes(32), b"\x01" * 32, bytes(32)))
+        head = conn.execute("SELECT last_sequence, last_digest FROM event_head").fetchone()
+        assert head == {"last_sequence": 2, "last_digest": bytes(32)}
 
 
 def test_an_edited_or_removed_row_breaks_the_chain(scratch_db: str) -> None:

@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from slipway.db import Connection
-from slipway.events import Event, inbox
+from slipway.events import REPLAY_COLUMNS, Event, inbox
 from slipway.projections.projectors import LIVENESS, apply
 from slipway.projections.store import TABLES, MemoryStore, adapt
 
@@ -46,8 +46,7 @@ def fold(conn: Connection, batch: int = 50_000) -> tuple[MemoryStore, int]:
     gc.disable()  # millions of live rows, no cycles: the collector would rescan them all
     try:
         with conn.cursor(name="replay_events", row_factory=tuple_row, binary=True) as cur:
-            cur.itersize = batch
-            cur.execute("SELECT * FROM events ORDER BY sequence")
+            cur.execute(f"SELECT {REPLAY_COLUMNS} FROM events ORDER BY sequence")
             while rows := cur.fetchmany(batch):
                 for row in rows:
                     apply(store, Event.from_tuple(row))
