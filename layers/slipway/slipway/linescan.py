@@ -29,7 +29,8 @@ from slipway import db, errors, queries, storage
 from slipway.config import MiB, settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent, rfc3339
-from slipway.projections import record
+from slipway.projections import DbStore, record
+from slipway.projections.store import Row
 
 log = logging.getLogger(__name__)
 SQL = queries.load("linescan")
@@ -55,8 +56,9 @@ def _tile_api(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _read_tile(conn: db.Connection, scan_id: UUID, tile_id: UUID) -> dict[str, Any]:
-    row = conn.execute(SQL["get_tile"], {"scan_id": scan_id, "tile_id": tile_id}).fetchone()
+def _projected(store: DbStore, scan_id: UUID, tile_id: UUID) -> dict[str, Any]:
+    """The tile as this transaction's events left it (the store holds the row it wrote)."""
+    row = store.get("line_scan_tiles", scan_id, tile_id)
     assert row is not None, "read inside the transaction that wrote it"
     return _tile_api(row)
 
@@ -96,13 +98,11 @@ def _claim_scan(conn: db.Connection, scan_id: UUID, owner: str) -> bool:
     return _own_scan(conn, scan_id, owner) is None  # a first PUT that won may have committed
 
 
-def _lock_tile(conn: db.Connection, scan_id: UUID, tile_id: UUID) -> Mapping[str, Any] | None:
-    key = {"scan_id": scan_id, "tile_id": tile_id}
-    tile = conn.execute(SQL["lock_tile"], key).fetchone()
-    if tile is None:
-        conn.execute(SQL["claim"], {"key": f"line-scan-tile:{scan_id}/{tile_id}"})
-        tile = conn.execute(SQL["lock_tile"], key).fetchone()
-    return tile
+def _lock_tile(conn: db.Connection, scan_id: UUID, tile_id: UUID) -> tuple[DbStore, Row | None]:
+    """The tile row locked until commit (or, missing, its key: two first PUTs take turns),
+    in a store that records this transaction's events without reading it again."""
+    store = DbStore(conn)
+    return store, store.get("line_scan_tiles", scan_id, tile_id)
 
 
 def _stored_as(tile: Mapping[str, Any] | None, sha256: bytes) -> Mapping[str, Any] | None:
@@ -121,7 +121,7 @@ def _begin(owner: str, scan_id: UUID, tile_id: UUID, sha256: bytes) -> dict[str,
         new = []
         if _claim_scan(conn, scan_id, owner):
             new.append(NewEvent("v1.linescan.scan_created", "line_scan", scan_id, {"owner": owner}))
-        tile = _lock_tile(conn, scan_id, tile_id)
+        store, tile = _lock_tile(conn, scan_id, tile_id)
         done = _stored_as(tile, sha256)
         if done is not None:
             return _tile_api(done)
@@ -130,8 +130,8 @@ def _begin(owner: str, scan_id: UUID, tile_id: UUID, sha256: bytes) -> dict[str,
                 "v1.linescan.tile_attempted", "line_scan_tile", tile_id, {"scanId": str(scan_id)}
             )
         )
-        record(conn, f"user:{owner}", *new)
-        return _read_tile(conn, scan_id, tile_id)
+        record(conn, f"user:{owner}", *new, store=store)
+        return _projected(store, scan_id, tile_id)
 
 
 def _settle_ready(
@@ -140,7 +140,7 @@ def _settle_ready(
     """The bytes are stored under their digest: `ready`, unless other bytes won first."""
     object_key = storage.line_scan_object_key(scan_id, tile_id, sha256)
     with db.transaction() as conn:
-        tile = _lock_tile(conn, scan_id, tile_id)
+        store, tile = _lock_tile(conn, scan_id, tile_id)
         assert tile is not None, "_begin wrote it"
         if tile["state"] == "ready" and bytes(tile["sha256"]) == sha256:
             return _tile_api(tile)  # a PUT of the same bytes settled first
@@ -155,8 +155,9 @@ def _settle_ready(
                     tile_id,
                     payload | {"objectKey": object_key},
                 ),
+                store=store,
             )
-            return _read_tile(conn, scan_id, tile_id)
+            return _projected(store, scan_id, tile_id)
     # no row names these bytes, and none ever will: the tile is ready with others for good
     _discard(object_key)
     raise errors.conflict(Code.CONFLICT, "this tile is stored with different bytes")
@@ -168,7 +169,7 @@ def _settle_failed(
     """Record `failed` with `message`, unless another PUT made the tile ready meanwhile
     (returned when with these bytes; 409 when with others)."""
     with db.transaction() as conn:
-        tile = _lock_tile(conn, scan_id, tile_id)
+        store, tile = _lock_tile(conn, scan_id, tile_id)
         done = _stored_as(tile, sha256)
         if done is not None:
             return _tile_api(done)
@@ -181,6 +182,7 @@ def _settle_failed(
                 tile_id,
                 {"scanId": str(scan_id), "error": message},
             ),
+            store=store,
         )
     return None
 

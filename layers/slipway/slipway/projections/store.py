@@ -124,26 +124,25 @@ class DbStore:
     by an advisory lock), so no other writer changes it meanwhile, and the transaction's
     events take their inbox ids after every lock they depend on: what makes replay in log
     order reproduce these rows (docs/event-log.md#group-commit). Rows read or written,
-    and rows the caller already holds locked (`known`), are kept for the transaction; a
-    held row is written back as an UPDATE of the changed columns only.
+    and rows the caller already holds locked (`known`), are kept for the transaction, as
+    is a missing row whose key is locked (None); a held row is written back as an UPDATE
+    of the changed columns only.
     """
 
     def __init__(self, conn: Connection, known: Iterable[tuple[str, Row]] = ()) -> None:
         self.conn = conn
-        self.rows: dict[tuple[str, tuple[Any, ...]], Row] = {
+        self.rows: dict[tuple[str, tuple[Any, ...]], Row | None] = {
             (table, key_of(table, row)): dict(row) for table, row in known
         }
 
     def get(self, table: str, *key: Any) -> Row | None:
-        cached = self.rows.get((table, key))
-        if cached is not None:
-            return cached
+        if (table, key) in self.rows:
+            return self.rows[(table, key)]
         row = self.conn.execute(_select(table), key).fetchone()
         if row is None:
             self.conn.execute(_LOCK_KEY, (f"{table}:{key!r}",))
             row = self.conn.execute(_select(table), key).fetchone()
-        if row is not None:
-            self.rows[(table, key)] = row
+        self.rows[(table, key)] = row
         return row
 
     def put(self, table: str, row: Row) -> None:

@@ -23,25 +23,29 @@ SELECT pg_advisory_unlock(7305146216437563241);
 SELECT EXISTS (SELECT 1 FROM event_inbox) AS waiting;
 
 -- name: inbox_pending
-SELECT id, created_at, event_type, subject_kind, subject_id, actor, payload_digest
-FROM event_inbox
-ORDER BY id
+-- The oldest committed events, each with the head the batch extends (only the turn's
+-- holder writes it).
+SELECT i.id, i.created_at, i.event_type, i.subject_kind, i.subject_id, i.actor,
+       i.payload_digest, h.last_sequence, h.last_digest
+FROM event_inbox i CROSS JOIN event_head h
+ORDER BY i.id
 LIMIT %(limit)s;
 
 -- name: log_from_inbox
--- The payloads move inside the database; the numbers and digests come from the sequencer
--- (the arrays are sent in binary: quoting them as text cost more than the move).
+-- One statement moves the batch: out of the inbox, into the log. The payloads stay inside
+-- the database; the numbers and digests come from the sequencer (the arrays are sent in
+-- binary: quoting them as text cost more than the move).
+WITH moved AS (
+    DELETE FROM event_inbox WHERE id = ANY(%(ids)b::bigint[]) RETURNING *
+)
 INSERT INTO events (sequence, created_at, event_type, subject_kind, subject_id, actor,
                     payload, payload_digest, prev_digest, event_digest)
-SELECT n.sequence, i.created_at, i.event_type, i.subject_kind, i.subject_id, i.actor,
-       i.payload, i.payload_digest, n.prev_digest, n.event_digest
+SELECT n.sequence, m.created_at, m.event_type, m.subject_kind, m.subject_id, m.actor,
+       m.payload, m.payload_digest, n.prev_digest, n.event_digest
 FROM unnest(%(ids)b::bigint[], %(sequences)b::bigint[], %(prev_digests)b::bytea[],
             %(event_digests)b::bytea[]) AS n (id, sequence, prev_digest, event_digest)
-JOIN event_inbox i USING (id)
+JOIN moved m USING (id)
 ORDER BY n.sequence;
-
--- name: inbox_delete
-DELETE FROM event_inbox WHERE id = ANY(%(ids)b::bigint[]);
 
 -- name: inbox_all
 SELECT * FROM event_inbox ORDER BY id;
