@@ -14,9 +14,10 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
-from slipway import db, events
+from slipway import db, events, logs, uploads
 from slipway.events import NewEvent
 from slipway.projections import record, replay
 
@@ -167,3 +168,21 @@ def test_two_writers_creating_one_row_take_turns(on_scratch_db: str) -> None:
         assert tile_row == {"attempts": 2}
         _, differences = replay.differences(conn)
     assert differences == []
+
+
+def test_an_upload_created_while_the_turn_is_taken_still_names_its_request(
+    on_scratch_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A notification's verification logs under the request that created the upload, read
+    # from `v1.upload.created`: that event may still wait in the inbox when it runs.
+    monkeypatch.setattr(logs, "correlation_id", lambda: "request-1")
+    with connect(on_scratch_db) as holder:
+        holder.execute(events.SQL["lead"])  # another writer's turn, still going
+        created = uploads.create("owner", uploads.NewUpload("slide", "a.svs", 10))
+        upload_id = UUID(created["uploadId"])
+        assert inbox_size(holder) == 1 and head(holder) == 0
+        assert uploads._created_under(upload_id) == "request-1"
+        holder.execute(events.SQL["end_turn"])
+        events.sequence(holder)
+        assert inbox_size(holder) == 0
+        assert uploads._created_under(upload_id) == "request-1"

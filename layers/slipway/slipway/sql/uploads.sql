@@ -49,6 +49,11 @@ INSERT INTO sweeper_state (name, value) VALUES (%(name)s, %(value)s)
 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value;
 
 -- name: created_event
--- The event that created an upload: its payload names the request (correlationId).
+-- The event that created an upload: its payload names the request (correlationId). It
+-- may still wait in the inbox for its turn (docs/event-log.md#group-commit).
 SELECT payload FROM events
-WHERE subject_kind = 'upload' AND subject_id = %(id)s AND event_type = 'v1.upload.created';
+WHERE subject_kind = 'upload' AND subject_id = %(id)s AND event_type = 'v1.upload.created'
+UNION ALL
+SELECT payload FROM event_inbox
+WHERE subject_kind = 'upload' AND subject_id = %(id)s AND event_type = 'v1.upload.created'
+LIMIT 1;
