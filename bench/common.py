@@ -83,6 +83,53 @@ def scratch_database(admin_url: str) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def _process_group(cmdline: str, parent: str) -> str:
+    if "postgres" in cmdline:
+        return "postgres"
+    if "localstack" in cmdline:
+        return "localstack"
+    if "slipway_local" in parent and "multiprocessing" in cmdline:
+        return "functions"  # the local stack's function instances (spawned by `serve`)
+    if "slipway_local" in cmdline:
+        return "gateway"
+    return "other"
+
+
+def process_cpu() -> dict[str, float]:
+    """CPU seconds used so far on this machine (Linux /proc), by process group: the stack's
+    Postgres, LocalStack, the function instances, the gateway, this benchmark (`client`),
+    and the rest. A difference of two snapshots says where a side's CPU went: on 2 cores
+    the stack's processes share them with the client."""
+    clock = os.sysconf("SC_CLK_TCK")
+    procs = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        procs[int(entry.name)] = (cmdline, int(fields[1]), (int(fields[11]) + int(fields[12])))
+    used: dict[str, float] = {}
+    for pid, (cmdline, parent, ticks) in procs.items():
+        group = (
+            "client"
+            if pid == os.getpid()
+            else _process_group(cmdline, procs.get(parent, ("", 0, 0))[0])
+        )
+        used[group] = used.get(group, 0.0) + ticks / clock
+    return used
+
+
+def cpu_per_item(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
+    """CPU milliseconds per item by process group between two `process_cpu` snapshots,
+    largest first, with their `total`."""
+    spent = {k: (after[k] - before.get(k, 0.0)) * 1000 / items for k in after}
+    shown = dict(sorted(((k, v) for k, v in spent.items() if v >= 0.05), key=lambda kv: -kv[1]))
+    return {"total": sum(shown.values())} | shown
+
+
 def result(name: str, ratio: float, **more: object) -> None:
     fields = " ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in more.items()

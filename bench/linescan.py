@@ -1,7 +1,9 @@
 """Line-scan tiles: tiles/s stored through the API (`PUT /v1/line-scans/{scan}/tiles/{tile}`,
 DB-first: the tile's attempt and its result are events) with 8 clients, vs the same
 number of plain pre-signed S3 PUTs of the same bytes from the same client, 8 at a time,
-to the same LocalStack. Ratio: Slipway's tiles/s ÷ the plain PUTs' per s.
+to the same LocalStack. Ratio: Slipway's tiles/s ÷ the plain PUTs' per s. Each side's CPU
+per tile, by process (Postgres, LocalStack, the function instances, the gateway, this
+client), is printed too: everything shares this machine's cores.
 
 The reference's URLs are signed before its clock starts: it is the storage write alone.
 
@@ -27,22 +29,23 @@ import boto3
 import requests
 from botocore.config import Config
 
-from bench.common import measure, result, use_stack
+from bench.common import cpu_per_item, measure, process_cpu, result, use_stack
 from slipway.client import Client
 
 CLIENTS = 8
 
 
-def timed(count: int, put: Callable[[int], None]) -> float:
-    """Run put(0..count-1) on CLIENTS threads; the wall time in seconds."""
-    started = time.perf_counter()
+def timed(count: int, put: Callable[[int], None]) -> tuple[float, dict[str, float]]:
+    """Run put(0..count-1) on CLIENTS threads: the wall time in seconds, and the CPU per
+    put of each process group meanwhile (bench.common.cpu_per_item)."""
+    before, started = process_cpu(), time.perf_counter()
     with ThreadPoolExecutor(CLIENTS) as pool:
         for _ in pool.map(put, range(count)):
             pass
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_per_item(before, process_cpu(), count)
 
 
-def slipway_side(env: dict[str, str], tiles: list[bytes]) -> float:
+def slipway_side(env: dict[str, str], tiles: list[bytes]) -> tuple[float, dict[str, float]]:
     token = measure([sys.executable, "-m", "slipway.cli", "token", "--user", "bench"]).output
     clients = local()  # one HTTP session per client thread
     scan = str(uuid.uuid4())
@@ -59,7 +62,7 @@ def slipway_side(env: dict[str, str], tiles: list[bytes]) -> float:
     return timed(len(tiles), lambda i: put(i, tiles))
 
 
-def s3_side(env: dict[str, str], tiles: list[bytes]) -> float:
+def s3_side(env: dict[str, str], tiles: list[bytes]) -> tuple[float, dict[str, float]]:
     s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}))
     bucket, prefix = env["SLIPWAY_UPLOADS_BUCKET"], f"bench/linescan-{uuid.uuid4()}"
     urls = [
@@ -84,15 +87,19 @@ def main() -> None:
     size = int(sys.argv[2]) * 1024 if len(sys.argv) > 2 else 64 * 1024
     env = use_stack()
     tiles = [os.urandom(size) for _ in range(count)]  # distinct bytes: no deduplication
-    ours = count / slipway_side(env, tiles)
-    plain = count / s3_side(env, tiles)
+    (ours_s, ours_cpu), (plain_s, plain_cpu) = slipway_side(env, tiles), s3_side(env, tiles)
+    ours, plain = count / ours_s, count / plain_s
     print(f"plain pre-signed S3 PUTs ({CLIENTS} clients, {size // 1024} KiB): {plain:,.0f}/s")
     print(f"slipway PUT /v1/line-scans/…/tiles/… ({CLIENTS} clients): {ours:,.0f} tiles/s")
+    for side, spent in (("slipway", ours_cpu), ("s3", plain_cpu)):  # one machine's cores
+        print(f"CPU per tile, {side}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in spent.items()))
     result(
         "linescan",
         ours / plain,
         slipway_tiles_per_s=ours,
         s3_puts_per_s=plain,
+        slipway_cpu_ms=ours_cpu["total"],
+        s3_cpu_ms=plain_cpu["total"],
         clients=CLIENTS,
         tiles=count,
         tile_kib=size // 1024,
