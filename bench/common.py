@@ -97,9 +97,9 @@ def _process_group(cmdline: str, parent: str) -> str:
 
 def process_cpu() -> dict[str, float]:
     """CPU seconds used so far on this machine (Linux /proc), by process group: the stack's
-    Postgres, LocalStack, the function instances, the gateway, this benchmark (`client`),
-    and the rest. A difference of two snapshots says where a side's CPU went: on 2 cores
-    the stack's processes share them with the client."""
+    Postgres, LocalStack, the function instances, the gateway, this benchmark with its
+    child processes (`client`), and the rest. A difference of two snapshots says where a
+    side's CPU went: on 2 cores the stack's processes share them with the client."""
     clock = os.sysconf("SC_CLK_TCK")
     procs = {}
     for entry in os.scandir("/proc"):
@@ -110,14 +110,13 @@ def process_cpu() -> dict[str, float]:
             fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # it ended meanwhile
             continue
-        procs[int(entry.name)] = (cmdline, int(fields[1]), (int(fields[11]) + int(fields[12])))
+        # its own time and its ended children's (Postgres backends, the writers a bench spawned)
+        ticks = sum(int(f) for f in fields[11:15])
+        procs[int(entry.name)] = (cmdline, int(fields[1]), ticks)
     used: dict[str, float] = {}
     for pid, (cmdline, parent, ticks) in procs.items():
-        group = (
-            "client"
-            if pid == os.getpid()
-            else _process_group(cmdline, procs.get(parent, ("", 0, 0))[0])
-        )
+        mine = os.getpid() in (pid, parent)
+        group = "client" if mine else _process_group(cmdline, procs.get(parent, ("", 0, 0))[0])
         used[group] = used.get(group, 0.0) + ticks / clock
     return used
 

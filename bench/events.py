@@ -7,7 +7,8 @@
 - replay events/s (goal ≥ 100,000/s);
 - long-poll wake-up latency after a commit and the writer's turn, one writer, p50/p99;
 - WAL flushes per event on each side (`pg_stat_wal.wal_sync`): what a network database's
-  millisecond fsyncs multiply;
+  millisecond fsyncs multiply, and CPU per event by process (writers, Postgres): on this
+  machine's two cores the writers and their backends are CPU-bound;
 - the sequencer catching up on a backlog (20,000 events waiting in the inbox, as after a
   sequencer outage) against copying the same rows into the plain table in one statement.
 
@@ -27,12 +28,13 @@ import statistics
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from bench.common import result, scratch_database, use_stack
+from bench.common import cpu_per_item, process_cpu, result, scratch_database, use_stack
 from slipway import db, events
 from slipway.events import NewEvent
 from slipway.projections import replay
@@ -90,11 +92,18 @@ def wal_syncs(url: str) -> int:
     return int(row[0])
 
 
-def run_writers(url: str, seconds: float, side: str) -> tuple[int, list[float], int]:
+@dataclass(frozen=True)
+class Side:
+    written: int
+    visible: list[float]  # each event's delay from its writer's transaction to the reader
+    wal_syncs: int
+    cpu_ms: dict[str, float]  # per event, by process group (bench.common.cpu_per_item)
+
+
+def run_writers(url: str, seconds: float, side: str) -> Side:
     """WRITERS processes (as Lambda instances are) appending for `seconds`, and (on the
-    gapless side) a tailing reader: the events written, each one's delay from its
-    writer's transaction to the reader, and the WAL flushes they took."""
-    syncs = wal_syncs(url)
+    gapless side) a tailing reader."""
+    syncs, cpu = wal_syncs(url), process_cpu()
     ctx = multiprocessing.get_context("spawn")
     out, tail_out = ctx.Queue(), ctx.Queue()
     procs = [ctx.Process(target=_writer, args=(url, side, seconds, out)) for _ in range(WRITERS)]
@@ -107,7 +116,10 @@ def run_writers(url: str, seconds: float, side: str) -> tuple[int, list[float], 
     for p in procs:
         p.join()
     delays = tail_out.get(timeout=seconds + 60) if side == "gapless" else []
-    return total, delays, wal_syncs(url) - syncs
+    if side == "gapless":
+        tail.join()
+    spent = cpu_per_item(cpu, process_cpu(), total)
+    return Side(total, delays, wal_syncs(url) - syncs, spent)
 
 
 def gapless(conn: psycopg.Connection[Any]) -> None:
@@ -189,9 +201,10 @@ def main() -> None:
                 "timestamptz, event_type text, subject_kind text, subject_id uuid, "
                 "actor text, payload bytea)"
             )
-        plain_written, _, plain_syncs = run_writers(url, seconds, "plain")
-        reference = plain_written / seconds
-        written, visible, syncs = run_writers(url, seconds, "gapless")
+        plain_side = run_writers(url, seconds, "plain")
+        reference = plain_side.written / seconds
+        gapless_side = run_writers(url, seconds, "gapless")
+        written, visible = gapless_side.written, gapless_side.visible
         assert len(visible) == written, f"the reader saw {len(visible)} of {written} events"
         ours = written / seconds
         visible_ms = sorted(v * 1000 for v in visible)
@@ -212,9 +225,12 @@ def main() -> None:
         f"({WRITERS} writer processes, one event per transaction, {seconds:.0f} s each)"
     )
     print(
-        f"WAL flushes per event: gapless {syncs / written:.2f}, "
-        f"plain {plain_syncs / plain_written:.2f}"
+        f"WAL flushes per event: gapless {gapless_side.wal_syncs / written:.2f}, "
+        f"plain {plain_side.wal_syncs / plain_side.written:.2f}"
     )
+    for name, measured in (("gapless", gapless_side), ("plain", plain_side)):
+        spent = ", ".join(f"{k} {v:.2f} ms" for k, v in measured.cpu_ms.items())
+        print(f"CPU per event, {name}: {spent}")
     print(
         f"commit-to-visible under that load: p50 {statistics.median(visible_ms):.1f} ms, "
         f"p99 {visible_p99:.1f} ms, max {visible_ms[-1]:.1f} ms"
@@ -241,8 +257,10 @@ def main() -> None:
         rebuild_per_s=rebuilt.events / rebuilt.seconds,
         wake_p50_ms=p50,
         wake_p99_ms=p99,
-        wal_syncs_per_event=syncs / written,
-        plain_wal_syncs_per_event=plain_syncs / plain_written,
+        wal_syncs_per_event=gapless_side.wal_syncs / written,
+        plain_wal_syncs_per_event=plain_side.wal_syncs / plain_side.written,
+        cpu_ms_per_event=gapless_side.cpu_ms["total"],
+        plain_cpu_ms_per_event=plain_side.cpu_ms["total"],
         catch_up_per_s=caught_up,
         catch_up_vs_copy=caught_up / copied,
     )
