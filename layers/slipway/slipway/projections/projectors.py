@@ -192,8 +192,7 @@ def _job_queued(s: Store, e: Event) -> None:
             "payload": p["payload"],
             "max_attempts": p["maxAttempts"],
             "parent_id": _uuid(p.get("parentId")),  # a fanned-out slide's region (fanout)
-            "created_at": e.created_at,
-            "updated_at": e.created_at,
+            **_new(e),
         }
         | _QUEUED,
     )
