@@ -162,9 +162,9 @@ _NO_CANCEL_REQUEST = {"cancel_requested_at": None, "cancel_requested_by": None}
 LIVENESS: dict[str, tuple[str, ...]] = {"jobs": ("lease_expires_at", "progress")}
 
 
-# A queued job's columns that do not come from its event (built once: replay makes
-# millions of these rows).
-_QUEUED = {
+# A job due for its first attempt, none run yet: what queuing and a requeue both set
+# (built once: replay makes millions of these rows).
+_DUE_AFRESH = {
     "status": "QUEUED",
     "attempt_count": 0,
     **_UNLOCKED,
@@ -175,7 +175,6 @@ _QUEUED = {
     "finished_at": None,
     "progress": None,
     **_NO_CANCEL_REQUEST,
-    "result": None,
 }
 
 
@@ -192,9 +191,10 @@ def _job_queued(s: Store, e: Event) -> None:
             "payload": p["payload"],
             "max_attempts": p["maxAttempts"],
             "parent_id": _uuid(p.get("parentId")),  # a fanned-out slide's region (fanout)
+            "result": None,
             **_new(e),
         }
-        | _QUEUED,
+        | _DUE_AFRESH,
     )
 
 
@@ -347,23 +347,7 @@ def _job_cancel_requested(s: Store, e: Event) -> None:
 def _job_requeued(s: Store, e: Event) -> None:
     # Retried by its owner: a fresh attempt budget, due now, the last run's traces cleared.
     job = _require(s, "jobs", e.subject_id)
-    s.put(
-        "jobs",
-        job
-        | {
-            "status": "QUEUED",
-            **_UNLOCKED,
-            "attempt_count": 0,
-            "last_error_code": None,
-            "last_error_message": None,
-            "next_retry_at": None,
-            "started_at": None,
-            "finished_at": None,
-            "progress": None,
-            **_NO_CANCEL_REQUEST,
-            **_touch(e),
-        },
-    )
+    s.put("jobs", job | _DUE_AFRESH | _touch(e))
 
 
 # slides ------------------------------------------------------------------------------
