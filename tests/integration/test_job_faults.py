@@ -39,6 +39,7 @@ BOUNDARIES = {
     },
 }
 CASES = [(kind, boundary) for kind, cases in BOUNDARIES.items() for boundary in cases]
+TAKEN = 3  # the child's exit code when another worker had claimed the job first
 
 
 def work_and_die(job_id: str, job_type: str, module: str, path: str) -> None:
@@ -53,8 +54,10 @@ def work_and_die(job_id: str, job_type: str, module: str, path: str) -> None:
     from slipway.telemetry import parse
 
     job = jobs.claim(job_type, "fault-worker")
-    if job is None or str(job.id) != job_id:
-        raise SystemExit(f"claimed {job and job.id}, not the test's job {job_id}")
+    if job is None:  # the stack's own worker, woken by its scheduled sweep, was first
+        raise SystemExit(TAKEN)
+    if str(job.id) != job_id:
+        raise SystemExit(f"claimed {job.id}, not the test's job {job_id}")
     worker.run_one(job, tiling.run_job if job_type == "tile" else parse.run_job, "fault-worker")
     raise SystemExit(f"the job finished without reaching {module}.{path}")
 
@@ -92,11 +95,18 @@ def unsignalled_job(
 def test_a_worker_killed_at_each_step_boundary(
     kind: str, boundary: str, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    upload_id, job = unsignalled_job(kind, conn, monkeypatch)
     module, path = BOUNDARIES[kind][boundary]
-    child = run_in_child(
-        "tests.integration.test_job_faults.work_and_die", str(job.id), kind, module, path
-    )
+    # The stack's scheduled sweep may signal the job before the child claims it: then the
+    # scenario did not happen, and it is tried again with a new job.
+    for _ in range(3):
+        upload_id, job = unsignalled_job(kind, conn, monkeypatch)
+        child = run_in_child(
+            "tests.integration.test_job_faults.work_and_die", str(job.id), kind, module, path
+        )
+        if child.returncode != TAKEN:
+            break
+    else:
+        pytest.fail("three times in a row another worker claimed the test's job first")
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     assert jobs.get(job.id).status == "RUNNING", "killed holding the lease"
     time.sleep(WORKER_LEASE_SECONDS + 0.5)
