@@ -11,7 +11,7 @@ import unicodedata
 import pytest
 from pydantic import ValidationError
 
-from slipway import digests, uploads
+from slipway import digests, upload_rules, uploads
 from slipway.api.http import json_depth_exceeds
 from slipway.api.models import CreateUpload
 from slipway.errors import SlipwayError
@@ -20,8 +20,8 @@ BANNED = {"Cc", "Cf", "Zl", "Zp", "Cs"}
 
 
 def test_the_filename_pattern_bans_exactly_the_characters_validate_bans() -> None:
-    pattern = re.compile(uploads.FILENAME)
-    assert unicodedata.unidata_version == "15.0.0", "regenerate uploads._NOT_IN_NAME"
+    pattern = re.compile(upload_rules.FILENAME)
+    assert unicodedata.unidata_version == "15.0.0", "regenerate upload_rules._NOT_IN_NAME"
     wrong = [
         hex(code)
         for code in range(sys.maxunicode + 1)
@@ -39,7 +39,7 @@ def test_the_filename_pattern_bans_exactly_the_characters_validate_bans() -> Non
      ("a\nb", False), ("a\u200bb", False), ("a\u2028", False)],
 )  # fmt: skip
 def test_the_filename_pattern_and_validate_agree(name: str, ok: bool) -> None:
-    assert bool(re.fullmatch(uploads.FILENAME, name)) is ok
+    assert bool(re.fullmatch(upload_rules.FILENAME, name)) is ok
     new = uploads.NewUpload(kind="slide", filename=name, size=1)
     if ok:
         uploads.validate(new)
@@ -56,7 +56,7 @@ def test_the_filename_pattern_and_validate_agree(name: str, ok: bool) -> None:
      ("t\u00e9xt/plain", False), ("text", False), ("/plain", False)],
 )  # fmt: skip
 def test_media_types_are_tokens_and_printable_parameters(value: str, ok: bool) -> None:
-    assert bool(re.fullmatch(uploads.MEDIA_TYPE, value)) is ok
+    assert bool(re.fullmatch(upload_rules.MEDIA_TYPE, value)) is ok
     new = uploads.NewUpload(kind="slide", filename="a", size=1, content_type=value)
     if ok:
         uploads.validate(new)
@@ -72,7 +72,7 @@ def test_media_types_are_tokens_and_printable_parameters(value: str, ok: bool) -
 def test_a_digest_is_exactly_64_hex_digits(value: str) -> None:
     with pytest.raises(ValueError, match="64 hex digits"):
         digests.parse_hex_digest(value)
-    assert not re.fullmatch(uploads.HEX_DIGEST, value)
+    assert not re.fullmatch(upload_rules.HEX_DIGEST, value)
 
 
 def test_a_digest_of_either_case_is_32_bytes() -> None:

@@ -122,7 +122,7 @@ def job_types(monkeypatch: pytest.MonkeyPatch) -> set[str]:
 
 
 def dimension_values(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
-    from slipway.uploads import KINDS
+    from slipway.upload_rules import KINDS
 
     return {"JobType": job_types(monkeypatch), "Kind": set(KINDS), "Stream": {"events"}}
 

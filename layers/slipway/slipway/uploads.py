@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import re
 import socket
 import time
 import unicodedata
@@ -29,6 +28,7 @@ import boto3
 import cbor2
 
 from slipway import blobs, db, digests, errors, jobs, logs, metrics, queries, storage, tracing
+from slipway import upload_rules as rules
 from slipway.config import MiB, settings
 from slipway.errors import Code, SlipwayError
 from slipway.events import NewEvent, rfc3339
@@ -40,25 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SQL = queries.load("uploads")
-KINDS = ("slide", "telemetry")
-S3_MAX_PARTS = 10_000
-S3_MIN_PART = 5 * MiB
-# The request rules as patterns, which the OpenAPI document states too (api/models.py).
-# A media type: RFC 9110 tokens, then parameters of printable ASCII (never CR or LF).
-MEDIA_TYPE = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+/[A-Za-z0-9!#$%&'*+.^_`|~-]+( *;[ -~]{0,200})?$"
-_CONTENT_TYPE = re.compile(MEDIA_TYPE)
-# The characters a filename may not hold: `/`, `\` and the Unicode categories Cc, Cf,
-# Zl and Zp (of Unicode 15.0, Python 3.12; tests/unit/test_request_patterns.py checks them).
-_NOT_IN_NAME = (
-    r"/\\\u0000-\u001f\u007f-\u009f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891"
-    r"\u08e2\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
-    r"\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    r"\U000e0001\U000e0020-\U000e007f"
-)
-_NAME_CHAR, _NAME_START = f"[^{_NOT_IN_NAME}]", f"[^.{_NOT_IN_NAME}]"
-# A bare name (not `.` or `..`); the 255-byte limit is checked apart (a pattern cannot).
-FILENAME = rf"^(?:{_NAME_START}{_NAME_CHAR}*|\.(?:{_NAME_START}{_NAME_CHAR}*|\.{_NAME_CHAR}+))$"
-HEX_DIGEST = r"^[0-9a-fA-F]{64}$"
 
 
 @dataclass(frozen=True)
@@ -151,8 +132,8 @@ def _invalid(message: str) -> SlipwayError:
 
 def validate(new: NewUpload) -> bytes | None:
     """Raise a 400 for anything wrong with the request; returns the declared digest."""
-    if new.kind not in KINDS:
-        raise _invalid(f"kind must be one of {', '.join(KINDS)}")
+    if new.kind not in rules.KINDS:
+        raise _invalid(f"kind must be one of {', '.join(rules.KINDS)}")
     name = new.filename
     if not name or len(name.encode()) > 255:
         raise _invalid("filename must be 1 to 255 bytes")
@@ -163,7 +144,7 @@ def validate(new: NewUpload) -> bytes | None:
     limit = settings().max_upload_size
     if not 1 <= new.size <= limit:
         raise _invalid(f"size must be between 1 and {limit} bytes")
-    if not _CONTENT_TYPE.fullmatch(new.content_type) or len(new.content_type) > 255:
+    if not rules.CONTENT_TYPE.fullmatch(new.content_type) or len(new.content_type) > 255:
         raise _invalid("contentType must be a media type such as application/octet-stream")
     if new.sha256 is None:
         return None
@@ -175,8 +156,8 @@ def validate(new: NewUpload) -> bytes | None:
 
 def part_size_for(size: int) -> int:
     """The configured part size, raised (in whole MiB) until the file fits 10,000 parts."""
-    needed = math.ceil(size / S3_MAX_PARTS / MiB) * MiB
-    return max(settings().part_size, needed, S3_MIN_PART)
+    needed = math.ceil(size / rules.S3_MAX_PARTS / MiB) * MiB
+    return max(settings().part_size, needed, rules.S3_MIN_PART)
 
 
 def part_length(upload: Upload, number: int) -> int:

@@ -9,12 +9,13 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, BeforeValidator, Field, StrictBool, StrictInt, StrictStr
 
-from slipway import uploads
+from slipway import upload_rules as rules
 from slipway.config import settings
 
 # requests ------------------------------------------------------------------------------
-# The constraints are the API's own rules (uploads.validate), so that the OpenAPI document
-# says exactly what is accepted: a request it allows is never refused as bad input.
+# The constraints are the API's own rules (slipway.upload_rules, which uploads.validate
+# enforces), so that the OpenAPI document says exactly what is accepted: a request it
+# allows is never refused as bad input.
 
 
 def _integral(value: Any) -> Any:
@@ -23,8 +24,8 @@ def _integral(value: Any) -> Any:
 
 
 JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
-HexDigest = Annotated[StrictStr, Field(pattern=uploads.HEX_DIGEST)]
-PartNumber = Annotated[StrictInt, Field(ge=1, le=uploads.S3_MAX_PARTS), BeforeValidator(_integral)]
+HexDigest = Annotated[StrictStr, Field(pattern=rules.HEX_DIGEST)]
+PartNumber = Annotated[StrictInt, Field(ge=1, le=rules.S3_MAX_PARTS), BeforeValidator(_integral)]
 
 
 def _at_most_the_configured_size(schema: dict[str, Any]) -> None:
@@ -36,7 +37,7 @@ class CreateUpload(BaseModel):
     filename: StrictStr = Field(
         min_length=1,
         max_length=255,
-        pattern=uploads.FILENAME,
+        pattern=rules.FILENAME,
         description="a bare file name: at most 255 bytes of UTF-8, no path, no control "
         "or format characters",
     )
@@ -46,7 +47,7 @@ class CreateUpload(BaseModel):
         json_schema_extra=_at_most_the_configured_size,
     )
     contentType: StrictStr = Field(
-        "application/octet-stream", max_length=255, pattern=uploads.MEDIA_TYPE
+        "application/octet-stream", max_length=255, pattern=rules.MEDIA_TYPE
     )
     sha256: HexDigest | None = Field(None, description="hex SHA-256 of the whole file")
     checksumParts: StrictBool = Field(
@@ -70,7 +71,7 @@ class CompletedPart(BaseModel):
 
 
 class Complete(BaseModel):
-    parts: list[CompletedPart] | None = Field(None, max_length=uploads.S3_MAX_PARTS)
+    parts: list[CompletedPart] | None = Field(None, max_length=rules.S3_MAX_PARTS)
 
 
 # responses -----------------------------------------------------------------------------
