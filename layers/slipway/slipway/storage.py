@@ -23,6 +23,7 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.utils import determine_content_length
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 SINGLE_COPY_LIMIT = 5 * 1024 * MiB  # CopyObject's limit; larger objects copy in parts
+# Bodies below this go without `Expect: 100-continue` (the AWS SDK for Go's threshold)
+EXPECT_CONTINUE_FROM = 2 * MiB
 
 
 # key layout: object keys never contain user-supplied names ---------------------------
@@ -74,7 +77,29 @@ def client() -> S3Client:
         retries={"mode": "standard", "max_attempts": 5},
         max_pool_connections=32,
     )
-    return boto3.client("s3", config=config)
+    s3 = boto3.client("s3", config=config)
+    s3.meta.events.register("before-call.s3", _send_small_bodies_at_once)
+    if local:
+        s3.meta.events.register("before-call.s3", _keep_alive)
+    return s3
+
+
+def _keep_alive(params: dict[str, Any], **_: Any) -> None:
+    """Against a local server only: LocalStack closes the connection after each answer
+    unless the request asks to keep it (its localstack#6557 workaround), so every tile PUT
+    would connect anew; AWS keeps connections open by default."""
+    params["headers"]["Connection"] = "keep-alive"
+
+
+def _send_small_bodies_at_once(params: dict[str, Any], **_: Any) -> None:
+    """botocore makes every S3 PUT with a body wait for `100 Continue` first: a round trip
+    more, which for a tile or a descriptor costs more than sending it. Below
+    EXPECT_CONTINUE_FROM the body goes at once (the header is not signed)."""
+    body = params.get("body")
+    if "Expect" in params["headers"] and body is not None:
+        length = determine_content_length(body)
+        if length is not None and length < EXPECT_CONTINUE_FROM:
+            del params["headers"]["Expect"]
 
 
 def error_code(exc: ClientError) -> str:
