@@ -82,24 +82,35 @@ def test_queues_schedules_and_environment_resolve(template: Template) -> None:
     assert env["DATABASE_URL"] == "postgresql://x"
 
 
-def test_heavy_libraries_stay_out_of_the_light_functions() -> None:
+def imported_by(function: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` importing functions/<function>/app.py loads, in a fresh process."""
     import subprocess
     import sys
 
+    code = (
+        f"import sys; sys.path.insert(0, 'functions/{function}'); import app; "
+        f"print(sorted(m for m in {modules!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    found: list[str] = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 (our own print)
+    return found
+
+
+def test_heavy_libraries_stay_out_of_the_light_functions() -> None:
     for name in ("presign", "upload_complete", "api", "linescan", "project", "sweeper"):
-        code = (
-            f"import sys; sys.path.insert(0, 'functions/{name}'); import app; "
-            "print(sorted(m for m in ('pyvips', 'pyarrow') if m in sys.modules))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            env={"PATH": "/usr/bin:/bin"},
-        )
-        assert out.stdout.strip().splitlines()[-1] == "[]", f"{name} imports {out.stdout}"
+        assert imported_by(name, ("pyvips", "pyarrow")) == [], name
+
+
+def test_the_events_function_imports_no_s3_client() -> None:
+    """GET /v1/events needs no storage: its cold start skips boto3 (docs/benchmarks.md)."""
+    assert imported_by("project", ("boto3", "botocore.client", "slipway.storage")) == []
 
 
 # --- operations: alarms and the dashboard read what the code emits --------------------
