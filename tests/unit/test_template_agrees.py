@@ -84,12 +84,13 @@ def test_queues_schedules_and_environment_resolve(template: Template) -> None:
 
 def imported_by(function: str, modules: tuple[str, ...]) -> list[str]:
     """Which of `modules` importing functions/<function>/app.py loads, in a fresh process."""
+    import json
     import subprocess
     import sys
 
     code = (
-        f"import sys; sys.path.insert(0, 'functions/{function}'); import app; "
-        f"print(sorted(m for m in {modules!r} if m in sys.modules))"
+        f"import json, sys; sys.path.insert(0, 'functions/{function}'); import app; "
+        f"print(json.dumps(sorted(m for m in {modules!r} if m in sys.modules)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -99,7 +100,7 @@ def imported_by(function: str, modules: tuple[str, ...]) -> list[str]:
         check=True,
         env={"PATH": "/usr/bin:/bin"},
     )
-    found: list[str] = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 (our own print)
+    found: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
     return found
 
 
